@@ -1,0 +1,63 @@
+# Options-pricing MLOps platform. `make help` lists the targets.
+# Needs only Python 3.11 and pip: uv is installed on first use, then the locked env (uv.lock).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+HOST ?= 127.0.0.1
+UI_PORT ?= 5000
+ARGS ?=
+TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: help uv install run fetch validate features ui test test-fast lint format bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@echo "  Pass Hydra overrides with ARGS, e.g. make run ARGS='main.days=5 data_format=csv'"
+
+uv: ## Install uv with pip if it is not on PATH
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+
+.venv/.synced: uv.lock pyproject.toml | uv
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced ## Create the locked environment in .venv (uv sync --frozen)
+
+run: install ## Run the main job (fetch -> validate -> features over 60 trading days, synthetic market)
+	$(RUN) python -m pipeline.main $(ARGS)
+
+fetch: install ## Run data_fetch for one day (ARGS='date=2026-03-02 data_fetch=cboe')
+	$(RUN) python -m pipeline.data_fetch $(ARGS)
+
+validate: install ## Run data_validate for one day
+	$(RUN) python -m pipeline.data_validate $(ARGS)
+
+features: install ## Run feature_engineer for one day
+	$(RUN) python -m pipeline.feature_engineer $(ARGS)
+
+ui: install ## MLflow UI on http://127.0.0.1:5000 (compare runs, see params/metrics/artifacts)
+	$(RUN) mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(UI_PORT)
+
+test: install ## Lint and run the whole test suite
+	$(RUN) ruff check .
+	$(RUN) pytest -q
+
+test-fast: install ## Unit tests only
+	$(RUN) pytest -q tests/unit
+
+lint: install ## ruff check + format check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: install ## ruff format + autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: install ## Benchmarks quoted in the README (IV solver vs vollib; pipeline wall time)
+	$(RUN) python benchmarks/iv_solver.py
+	$(RUN) python benchmarks/pipeline_walltime.py
+
+clean: ## Remove everything the pipeline wrote (data, logs, reports, mlflow.db, artifacts)
+	rm -rf data logs reports outputs multirun mlflow.db mlruns mlartifacts

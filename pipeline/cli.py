@@ -1,0 +1,81 @@
+"""Command-line entry shared by every task: `python -m pipeline.<task> key=value ...`.
+
+Hydra composes the config (typed by pipeline/config.py). Before handing over to Hydra, the
+overrides are composed once on their own so that an unknown key or a bad value ends in a single
+line naming it and exit code 2, instead of a traceback. PipelineErrors end with their exit code
+(2 for config mistakes, 1 for data problems) and a one-line message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+
+import hydra
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.config import CONFIG_DIR, register_configs
+from pipeline.errors import PipelineError
+from pipeline.runtime import LOG_FORMAT, configure_tracking
+
+
+def configure_logging() -> None:
+    """Console logging for entry points; library modules only use getLogger(__name__)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    for noisy in ("alembic", "mlflow", "urllib3", "git", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow's store migrations and pandera's optional-backend notices are not for users.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+    warnings.filterwarnings("ignore", message=".*pandas-only.*")
+
+
+def _one_line(exc: BaseException) -> str:
+    parts = []
+    for e in (exc, exc.__cause__):
+        if e is None:
+            continue
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        if text and text not in parts:
+            parts.append(text)
+    return "; ".join(parts) or type(exc).__name__
+
+
+def check_overrides(argv: list[str]) -> str | None:
+    """Compose the config with the user's overrides; return a one-line error, or None if fine."""
+    overrides = [a for a in argv if not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="check"):
+            cfg = compose("config", overrides=overrides)
+            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except (hydra.errors.HydraException, OmegaConfBaseException, ValueError) as exc:
+        return _one_line(exc)
+    return None
+
+
+def run_cli(app: Callable[[DictConfig], object]) -> None:
+    """Parse argv with Hydra and call `app(cfg)`, turning known failures into exit codes."""
+    register_configs()
+    argv = sys.argv[1:]
+    flags = [a for a in argv if a.startswith("-")]
+    if not flags:  # --help, --cfg, -m ... are Hydra's own business
+        problem = check_overrides(argv)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            sys.exit(2)
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+    def _main(cfg: DictConfig) -> None:
+        configure_logging()
+        try:
+            configure_tracking(cfg)
+            app(cfg)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+
+    _main()

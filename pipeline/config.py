@@ -1,0 +1,185 @@
+"""Typed schemas for the Hydra configuration in `configs/`.
+
+The YAML files in `configs/` hold every default; these dataclasses only say which keys exist and
+their types, so a misspelled key or a wrong type fails at start-up with a message naming it.
+`register_configs()` puts them in Hydra's ConfigStore; entry points call it (nothing happens at
+import time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+TASKS = (
+    "data_fetch",
+    "data_validate",
+    "feature_engineer",
+    "model_train",
+    "model_evaluate",
+    "model_deploy",
+    "generate_report",
+)
+
+
+@dataclass
+class PathsConfig:
+    root: str = MISSING
+    data: str = MISSING
+    raw: str = MISSING
+    processed: str = MISSING
+    quarantine: str = MISSING
+    logs: str = MISSING
+    reports: str = MISSING
+    checkpoints: str = MISSING
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str = MISSING
+    experiment: str = MISSING
+    artifact_location: str = MISSING
+
+
+@dataclass
+class RetryPolicy:
+    max_retries: int = MISSING
+    backoff: str = MISSING  # exponential | linear | none
+    max_delay: Optional[float] = None  # seconds; cap on any single wait
+    base_delay: float = 1.0  # seconds; first wait (exponential) or step (linear)
+    jitter: bool = True
+
+
+@dataclass
+class RetryConfig:
+    data_fetch: RetryPolicy = MISSING
+    data_validate: RetryPolicy = MISSING
+    feature_engineer: RetryPolicy = MISSING
+    model_train: RetryPolicy = MISSING
+    model_evaluate: RetryPolicy = MISSING
+    model_deploy: RetryPolicy = MISSING
+    generate_report: RetryPolicy = MISSING
+
+
+@dataclass
+class MarketConfig:
+    """Market conventions shared by every source and by features: flat rate, dividend yields."""
+
+    rate: float = MISSING
+    default_dividend_yield: float = MISSING
+    dividend_yields: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class UnderlyingSpec:
+    symbol: str = MISSING  # Cboe spelling: indices carry a leading underscore (_SPX)
+    kind: str = MISSING  # etf | index (sets tick sizes and strike grids)
+    spot: float = MISSING  # spot on the path's origin date
+    vol: float = MISSING  # long-run instantaneous vol level
+
+
+@dataclass
+class SyntheticMarketConfig:
+    seed: int = MISSING
+    origin: str = MISSING  # first date of every spot path (YYYY-MM-DD)
+    underlyings: list[UnderlyingSpec] = field(default_factory=list)
+    bad_row_rate: float = MISSING
+    shock_dates: list[str] = field(default_factory=list)
+    shock_size: float = MISSING  # multiplier on the variance level on a shock date
+    vol_of_vol: float = MISSING
+    mean_reversion: float = MISSING  # per year
+    leverage: float = MISSING  # correlation of spot and vol shocks
+    vol_premium: float = MISSING  # implied minus realised, in vol points (0.03 = 3 points)
+    max_expiry_years: float = MISSING
+    strike_std_devs: float = MISSING
+
+
+@dataclass
+class CboeConfig:
+    base_url: str = MISSING
+    symbols: list[str] = field(default_factory=list)
+    timeout_s: float = MISSING
+    user_agent: str = MISSING
+
+
+@dataclass
+class FileSourceConfig:
+    path: str = MISSING  # may contain {date} (YYYYMMDD) and {symbol}
+
+
+@dataclass
+class DataFetchConfig:
+    source: str = MISSING  # synthetic | cboe | file
+    date: Optional[str] = None
+    symbols: Optional[list[str]] = None  # None: every symbol the source knows
+    force: bool = False
+    synthetic: Optional[SyntheticMarketConfig] = None
+    cboe: Optional[CboeConfig] = None
+    file: Optional[FileSourceConfig] = None
+
+
+@dataclass
+class DataValidateConfig:
+    date: Optional[str] = None
+    force: bool = False
+    max_bad_row_share: float = MISSING  # halt above this share of quarantined rows
+    max_null_rate: float = MISSING  # halt when a required column is null above this rate
+    arbitrage_tolerance: float = MISSING  # absolute price slack on no-arbitrage bounds
+    max_quote_age_days: int = MISSING  # chain older than this versus the quote date is stale
+
+
+@dataclass
+class FeatureEngineerConfig:
+    date: Optional[str] = None
+    force: bool = False
+    realised_vol_windows: list[int] = field(default_factory=list)
+    realised_vol_min_periods: int = MISSING
+    history_days: int = MISSING  # validated days read back for realised vol
+    previous_day_lookback: int = MISSING  # trading days searched for the previous features file
+    min_vega: float = MISSING  # below this (per unit vol) the solved IV is flagged unreliable
+
+
+@dataclass
+class MainConfig:
+    start_date: Optional[str] = None
+    end_date: Optional[str] = None
+    days: int = MISSING  # trading days ending at end_date when start_date is not given
+    tasks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    paths: PathsConfig = MISSING
+    mlflow: MlflowConfig = MISSING
+    retry: RetryConfig = MISSING
+    market: MarketConfig = MISSING
+    data_fetch: DataFetchConfig = MISSING
+    data_validate: DataValidateConfig = MISSING
+    feature_engineer: FeatureEngineerConfig = MISSING
+    main: MainConfig = MISSING
+    date: Optional[str] = None  # business date (YYYY-MM-DD); None = latest trading day
+    data_format: str = MISSING  # parquet | csv
+    seed: int = MISSING
+
+
+def _repo_root() -> str:
+    return str(REPO_ROOT)
+
+
+def register_configs() -> None:
+    """Register the schema and the `repo_root` resolver; safe to call more than once."""
+    if not OmegaConf.has_resolver("repo_root"):
+        OmegaConf.register_new_resolver("repo_root", _repo_root)
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+
+
+def to_container(cfg: Any) -> dict:
+    """Resolved plain-dict copy of a config node (for logging as params and hashing)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

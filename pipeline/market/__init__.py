@@ -1,0 +1,1 @@
+"""Market data sources (synthetic, Cboe delayed quotes, files), the Cboe JSON parser and the calendar."""

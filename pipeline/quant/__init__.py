@@ -1,0 +1,1 @@
+"""Quant building blocks: Black-Scholes-Merton pricing and the vectorised implied-vol solver."""

@@ -1,0 +1,279 @@
+"""The one wrapper every task runs in.
+
+`execute(spec, cfg)` gives a task, in this order: its business date, a log file
+`logs/<task>_YYYYMMDD.log`, a checkpoint check (skip when the inputs' hashes and the task's config
+are unchanged and the recorded outputs are intact), an MLflow run (nested under `main` when one is
+active) with the task's resolved config as params, the task's retry policy around its body, its
+figures as metrics and its log and reports as artifacts, and finally a checkpoint manifest.
+
+A task provides a `TaskSpec`: what it reads (to hash), what it writes (to verify), and `run(ctx)`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig
+
+from pipeline.artifacts import Artifacts, file_digest, write_json
+from pipeline.config import REPO_ROOT, to_container
+from pipeline.errors import ConfigError, PipelineError, TransientError
+from pipeline.market.calendar import is_trading_day, latest_trading_day, previous_trading_day
+from pipeline.retry import build_retrying
+
+log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+@dataclass
+class TaskContext:
+    """What a task body sees: config, date, artifact names, a logger and places to put figures."""
+
+    task: str
+    cfg: DictConfig
+    date: dt.date
+    artifacts: Artifacts
+    log: logging.Logger
+    metrics: dict[str, float] = field(default_factory=dict)
+    reports: list[Path] = field(default_factory=list)  # files logged as MLflow artifacts
+
+    @property
+    def task_cfg(self) -> DictConfig:
+        return self.cfg[self.task]
+
+    def metric(self, name: str, value: float) -> None:
+        self.metrics[name] = float(value)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    run: Callable[[TaskContext], None]
+    inputs: Callable[[TaskContext], list[Path]]  # files whose bytes key the checkpoint
+    outputs: Callable[[TaskContext], list[Path]]  # files the task must leave behind
+    config_keys: tuple[str, ...] = ("market", "data_format")  # besides the task's own group
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    task: str
+    date: dt.date
+    status: str  # succeeded | skipped
+    run_id: str | None
+    outputs: list[Path]
+    metrics: dict[str, float]
+
+
+def parse_date(value: Any, what: str = "date") -> dt.date:
+    """A YYYY-MM-DD string (or date) → date, or a ConfigError naming the bad value."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{what}={value!r} is not a date; expected YYYY-MM-DD") from None
+
+
+def resolve_date(value: Any, what: str = "date") -> dt.date:
+    """The task's business date: given, or the latest completed trading day; must be a trading day."""
+    if value is None:
+        return latest_trading_day()
+    date = parse_date(value, what)
+    if not is_trading_day(date):
+        raise ConfigError(
+            f"{what}={date} is not a trading day ({date:%A}); "
+            f"the previous trading day is {previous_trading_day(date)}"
+        )
+    return date
+
+
+@cache
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}, 'c': [x, y]} → {'a.b': 1, 'c.0': x, 'c.1': y} (MLflow params)."""
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else None
+    if items is None:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict | list) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def task_params(spec: TaskSpec, cfg: DictConfig) -> dict[str, Any]:
+    """The task's resolved config: its own group, its retry policy and the shared keys it reads."""
+    params = {spec.name: to_container(cfg[spec.name]), f"retry.{spec.name}": to_container(cfg.retry[spec.name])}
+    for key in spec.config_keys:
+        node = cfg[key]
+        params[key] = to_container(node) if isinstance(node, DictConfig) else node
+    return params
+
+
+def checkpoint_key(spec: TaskSpec, params: dict[str, Any], date: dt.date, inputs: dict[str, str]) -> str:
+    """Task, config (minus `force`), date, input digests and code version, as one sha256."""
+    keyed = json.loads(json.dumps(params, default=str))
+    keyed[spec.name].pop("force", None)
+    blob = json.dumps(
+        {"task": spec.name, "date": str(date), "config": keyed, "inputs": inputs, "git": git_commit()},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _reusable(manifest_path: Path, key: str) -> dict | None:
+    if not manifest_path.exists():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if manifest.get("key") != key:
+        return None
+    for path, digest in manifest.get("outputs", {}).items():
+        if not Path(path).exists() or file_digest(Path(path)) != digest:
+            return None
+    return manifest
+
+
+def configure_tracking(cfg: DictConfig) -> None:
+    """Point MLflow at the configured store, unless `mlflow run` already chose one for us."""
+    if os.environ.get("MLFLOW_RUN_ID"):
+        return  # launched by `mlflow run`: log into the run it created, in its store
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    client = mlflow.MlflowClient()
+    if client.get_experiment_by_name(cfg.mlflow.experiment) is None:
+        Path(cfg.mlflow.artifact_location).mkdir(parents=True, exist_ok=True)
+        client.create_experiment(
+            cfg.mlflow.experiment, artifact_location=Path(cfg.mlflow.artifact_location).as_uri()
+        )
+    mlflow.set_experiment(cfg.mlflow.experiment)
+
+
+def start_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
+    """A nested run under the active one (main), else the `mlflow run` run, else a new run."""
+    if mlflow.active_run() is not None:
+        return mlflow.start_run(run_name=run_name, nested=True, tags=tags)
+    if os.environ.get("MLFLOW_RUN_ID"):
+        run = mlflow.start_run()
+        mlflow.set_tags({**tags, "mlflow.runName": run_name})
+        return run
+    return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    flat = {k: ("null" if v is None else v) for k, v in flatten(params).items()}
+    items = sorted(flat.items())
+    for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+@dataclass
+class _TaskLog:
+    """A file handler on the `pipeline` logger for the duration of one task."""
+
+    path: Path
+    handler: logging.Handler | None = None
+
+    def __enter__(self) -> _TaskLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.path)
+        self.handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger("pipeline").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.handler is not None
+        logging.getLogger("pipeline").removeHandler(self.handler)
+        self.handler.close()
+
+
+def execute(spec: TaskSpec, cfg: DictConfig, date: dt.date | None = None) -> TaskOutcome:
+    """Run one task for one date inside the shared runtime. Raises PipelineError on failure."""
+    date = date or resolve_date(cfg[spec.name].date, f"{spec.name}.date")
+    artifacts = Artifacts(cfg.paths, cfg.data_format)
+    ctx = TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))
+    params = task_params(spec, cfg)
+    tags = {"pipeline.task": spec.name, "pipeline.date": str(date), "git_commit": git_commit() or "unknown"}
+    with _TaskLog(artifacts.task_log(spec.name, date)) as tlog, start_run(f"{spec.name} {date}", tags) as run:
+        try:
+            ctx.log.info("start %s for %s", spec.name, date)
+            log_params(params)
+            inputs = {str(p): file_digest(p) for p in spec.inputs(ctx)}
+            key = checkpoint_key(spec, params, date, inputs)
+            manifest_path = artifacts.checkpoint(spec.name, date)
+            reused = None if cfg[spec.name].force else _reusable(manifest_path, key)
+            if reused is not None:
+                ctx.log.info("skipped: inputs and config unchanged since run %s (force=true re-runs)",
+                             reused["run_id"])
+                mlflow.set_tags({"pipeline.status": "skipped", "pipeline.reused_run_id": reused["run_id"]})
+                return TaskOutcome(spec.name, date, "skipped", run.info.run_id,
+                                   [Path(p) for p in reused["outputs"]], reused.get("metrics", {}))
+            return _run_body(spec, ctx, run.info.run_id, inputs, key, manifest_path)
+        except BaseException as exc:
+            ctx.log.error("%s failed for %s: %s", spec.name, date, exc)
+            mlflow.set_tags({"pipeline.status": "failed", "pipeline.error": str(exc)[:5000]})
+            raise
+        finally:
+            mlflow.log_artifact(str(tlog.path))
+
+
+def _run_body(spec: TaskSpec, ctx: TaskContext, run_id: str, inputs: dict[str, str], key: str,
+              manifest_path: Path) -> TaskOutcome:
+    retrying = build_retrying(
+        ctx.cfg.retry[spec.name],
+        retry_on=TransientError,
+        before_sleep=lambda rs: ctx.log.warning(
+            "attempt %d failed (%s); retrying", rs.attempt_number, rs.outcome.exception()
+        ),
+    )
+    started = time.perf_counter()
+    try:
+        retrying(spec.run, ctx)
+    finally:
+        ctx.metric("duration_s", time.perf_counter() - started)
+        ctx.metric("task_retries", max(retrying.statistics.get("attempt_number", 1) - 1, 0))
+        mlflow.log_metrics(ctx.metrics)
+        for report in ctx.reports:
+            if Path(report).exists():
+                mlflow.log_artifact(str(report))
+    outputs = spec.outputs(ctx)
+    missing = [str(p) for p in outputs if not p.exists()]
+    if missing:
+        raise PipelineError(f"{spec.name} finished without writing {missing}")
+    write_json(
+        {
+            "task": spec.name, "date": str(ctx.date), "key": key, "run_id": run_id,
+            "inputs": inputs, "outputs": {str(p): file_digest(p) for p in outputs},
+            "metrics": ctx.metrics, "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+        manifest_path,
+    )
+    mlflow.set_tag("pipeline.status", "succeeded")
+    ctx.log.info("end %s for %s: %s", spec.name, ctx.date,
+                 ", ".join(f"{k}={v:g}" for k, v in sorted(ctx.metrics.items())))
+    return TaskOutcome(spec.name, ctx.date, "succeeded", run_id, outputs, dict(ctx.metrics))
