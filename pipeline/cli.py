@@ -18,20 +18,28 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.config import CONFIG_DIR, register_configs
+from pipeline.config import CONFIG_DIR, check_schema, register_configs
 from pipeline.errors import PipelineError
 from pipeline.runtime import LOG_FORMAT, configure_tracking
 
 
-def configure_logging() -> None:
-    """Console logging for entry points; library modules only use getLogger(__name__)."""
+def configure_logging(console_level: int = logging.INFO) -> None:
+    """Console logging for entry points; library modules only use getLogger(__name__).
+    Task log files always get INFO (see runtime); `console_level` only filters the terminal."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    set_console_level(console_level)
     logging.getLogger("pipeline").setLevel(logging.INFO)
     for noisy in ("alembic", "mlflow", "urllib3", "git", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MLflow's store migrations and pandera's optional-backend notices are not for users.
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     warnings.filterwarnings("ignore", message=".*pandas-only.*")
+
+
+def set_console_level(level: int) -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(level)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -51,6 +59,7 @@ def check_overrides(argv: list[str]) -> str | None:
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="check"):
             cfg = compose("config", overrides=overrides)
+            check_schema(cfg)
             OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (hydra.errors.HydraException, OmegaConfBaseException, ValueError) as exc:
         return _one_line(exc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -51,7 +51,7 @@ class MlflowConfig:
 class RetryPolicy:
     max_retries: int = MISSING
     backoff: str = MISSING  # exponential | linear | none
-    max_delay: Optional[float] = None  # seconds; cap on any single wait
+    max_delay: float | None = None  # seconds; cap on any single wait
     base_delay: float = 1.0  # seconds; first wait (exponential) or step (linear)
     jitter: bool = True
 
@@ -116,17 +116,17 @@ class FileSourceConfig:
 @dataclass
 class DataFetchConfig:
     source: str = MISSING  # synthetic | cboe | file
-    date: Optional[str] = None
-    symbols: Optional[list[str]] = None  # None: every symbol the source knows
+    date: str | None = None
+    symbols: list[str] | None = None  # None: every symbol the source knows
     force: bool = False
-    synthetic: Optional[SyntheticMarketConfig] = None
-    cboe: Optional[CboeConfig] = None
-    file: Optional[FileSourceConfig] = None
+    synthetic: SyntheticMarketConfig | None = None
+    cboe: CboeConfig | None = None
+    file: FileSourceConfig | None = None
 
 
 @dataclass
 class DataValidateConfig:
-    date: Optional[str] = None
+    date: str | None = None
     force: bool = False
     max_bad_row_share: float = MISSING  # halt above this share of quarantined rows
     max_null_rate: float = MISSING  # halt when a required column is null above this rate
@@ -136,7 +136,7 @@ class DataValidateConfig:
 
 @dataclass
 class FeatureEngineerConfig:
-    date: Optional[str] = None
+    date: str | None = None
     force: bool = False
     realised_vol_windows: list[int] = field(default_factory=list)
     realised_vol_min_periods: int = MISSING
@@ -147,8 +147,8 @@ class FeatureEngineerConfig:
 
 @dataclass
 class MainConfig:
-    start_date: Optional[str] = None
-    end_date: Optional[str] = None
+    start_date: str | None = None
+    end_date: str | None = None
     days: int = MISSING  # trading days ending at end_date when start_date is not given
     tasks: list[str] = field(default_factory=list)
 
@@ -163,7 +163,7 @@ class Config:
     data_validate: DataValidateConfig = MISSING
     feature_engineer: FeatureEngineerConfig = MISSING
     main: MainConfig = MISSING
-    date: Optional[str] = None  # business date (YYYY-MM-DD); None = latest trading day
+    date: str | None = None  # business date (YYYY-MM-DD); None = latest trading day
     data_format: str = MISSING  # parquet | csv
     seed: int = MISSING
 
@@ -178,6 +178,14 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("repo_root", _repo_root)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
+
+
+def check_schema(cfg: Any) -> None:
+    """Re-check a composed config against the schema: `+key=value` overrides may add keys that the
+    schema does not know; those raise an OmegaConf error naming the key."""
+    cfg = OmegaConf.to_container(cfg, resolve=False)
+    cfg.pop("hydra", None)
+    OmegaConf.merge(OmegaConf.structured(Config), cfg)
 
 
 def to_container(cfg: Any) -> dict:

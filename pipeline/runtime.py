@@ -31,7 +31,7 @@ from pipeline.artifacts import Artifacts, file_digest, write_json
 from pipeline.config import REPO_ROOT, to_container
 from pipeline.errors import ConfigError, PipelineError, TransientError
 from pipeline.market.calendar import is_trading_day, latest_trading_day, previous_trading_day
-from pipeline.retry import build_retrying
+from pipeline.retry import build_retrying, retries_made
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -198,17 +198,25 @@ class _TaskLog:
 
     path: Path
     handler: logging.Handler | None = None
+    level: int = logging.NOTSET
 
     def __enter__(self) -> _TaskLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path)
         self.handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        logging.getLogger("pipeline").addHandler(self.handler)
+        logger = logging.getLogger("pipeline")
+        logger.addHandler(self.handler)
+        # the task log always records INFO, whatever the console shows
+        self.level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self.handler is not None
-        logging.getLogger("pipeline").removeHandler(self.handler)
+        logger = logging.getLogger("pipeline")
+        logger.removeHandler(self.handler)
+        logger.setLevel(self.level)
         self.handler.close()
 
 
@@ -244,19 +252,13 @@ def execute(spec: TaskSpec, cfg: DictConfig, date: dt.date | None = None) -> Tas
 
 def _run_body(spec: TaskSpec, ctx: TaskContext, run_id: str, inputs: dict[str, str], key: str,
               manifest_path: Path) -> TaskOutcome:
-    retrying = build_retrying(
-        ctx.cfg.retry[spec.name],
-        retry_on=TransientError,
-        before_sleep=lambda rs: ctx.log.warning(
-            "attempt %d failed (%s); retrying", rs.attempt_number, rs.outcome.exception()
-        ),
-    )
+    retrying = build_retrying(ctx.cfg.retry[spec.name], retry_on=TransientError)
     started = time.perf_counter()
     try:
         retrying(spec.run, ctx)
     finally:
         ctx.metric("duration_s", time.perf_counter() - started)
-        ctx.metric("task_retries", max(retrying.statistics.get("attempt_number", 1) - 1, 0))
+        ctx.metric("task_retries", retries_made(retrying))
         mlflow.log_metrics(ctx.metrics)
         for report in ctx.reports:
             if Path(report).exists():
@@ -274,6 +276,7 @@ def _run_body(spec: TaskSpec, ctx: TaskContext, run_id: str, inputs: dict[str, s
         manifest_path,
     )
     mlflow.set_tag("pipeline.status", "succeeded")
+    headline = {k: v for k, v in ctx.metrics.items() if "." not in k}  # per-rule/column figures are in MLflow
     ctx.log.info("end %s for %s: %s", spec.name, ctx.date,
-                 ", ".join(f"{k}={v:g}" for k, v in sorted(ctx.metrics.items())))
+                 ", ".join(f"{k}={v:g}" for k, v in sorted(headline.items())))
     return TaskOutcome(spec.name, ctx.date, "succeeded", run_id, outputs, dict(ctx.metrics))

@@ -1,0 +1,1 @@
+"""BentoML pricing service and Streamlit app (built by the serving issue)."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: a composed Hydra config rooted in tmp_path, with MLflow on sqlite there."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline.config import CONFIG_DIR, register_configs
+
+# A small market: two underlyings (one ETF-like, one index-like) and short chains.
+TINY_MARKET = [
+    "data_fetch.symbols=[SPY,_SPX]",
+    "data_fetch.synthetic.max_expiry_years=0.5",
+    "data_fetch.synthetic.strike_std_devs=2.5",
+]
+
+
+def compose_config(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """make_cfg(*overrides) → a DictConfig whose paths.root is tmp_path (tiny market by default)."""
+
+    def _make(*overrides: str, tiny: bool = True):
+        base = [f"paths.root={tmp_path}"] + (TINY_MARKET if tiny else [])
+        return compose_config(base + list(overrides))
+
+    return _make
+
+
+@pytest.fixture
+def tracking(make_cfg):
+    """Point MLflow at a sqlite store in tmp_path for the duration of a test."""
+    import mlflow
+
+    from pipeline.runtime import configure_tracking
+
+    previous = mlflow.get_tracking_uri()
+    cfg = make_cfg()
+    configure_tracking(cfg)
+    yield cfg.mlflow.tracking_uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
