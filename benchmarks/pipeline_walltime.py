@@ -2,7 +2,7 @@
 trading days), run in-process exactly as `make run` does, in a scratch root with its own MLflow
 store. Also times the immediate re-run, where every task is reused from its checkpoint.
 
-    uv run python benchmarks/pipeline_walltime.py [--days 60] [--out benchmarks/results/pipeline_walltime.json]
+    uv run python -m benchmarks.pipeline_walltime [--days 60] [--out benchmarks/results/pipeline_walltime.json]
 """
 
 from __future__ import annotations
