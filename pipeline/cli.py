@@ -16,7 +16,6 @@ from collections.abc import Callable
 import hydra
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config import CONFIG_DIR, check_schema, register_configs
 from pipeline.errors import PipelineError
@@ -53,16 +52,35 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(parts) or type(exc).__name__
 
 
+def _compose_checked(overrides: list[str]) -> None:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="check"):
+        cfg = compose("config", overrides=overrides)
+        check_schema(cfg)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
 def check_overrides(argv: list[str]) -> str | None:
     """Compose the config with the user's overrides; return a one-line error, or None if fine."""
     overrides = [a for a in argv if not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
     try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="check"):
-            cfg = compose("config", overrides=overrides)
-            check_schema(cfg)
-            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except (hydra.errors.HydraException, OmegaConfBaseException, ValueError) as exc:
-        return _one_line(exc)
+        _compose_checked(overrides)
+    except Exception as exc:  # noqa: BLE001 - any composition failure comes from the overrides
+        culprit = _first_failing(overrides)
+        prefix = f"override {culprit!r}: " if culprit else ""
+        message = _one_line(exc)
+        if "Unexpected type for root: NoneType" in message:  # OmegaConf's words for a null parent
+            message = "its parent is not part of the chosen config (e.g. data_fetch.synthetic.* with data_fetch=cboe)"
+        return prefix + message
+    return None
+
+
+def _first_failing(overrides: list[str]) -> str | None:
+    """The first override whose addition breaks composition (names it when the error does not)."""
+    for i in range(len(overrides)):
+        try:
+            _compose_checked(overrides[: i + 1])
+        except Exception:  # noqa: BLE001
+            return overrides[i]
     return None
 
 

@@ -106,6 +106,7 @@ def test_every_entry_point_answers_help(entry_point):
         (["data_validate.max_bad_row_share=lots"], "max_bad_row_share"),
         (["date=2026-13-45"], "date"),
         (["date=2026-03-01"], "not a trading day"),
+        (["data_fetch=cboe", "data_fetch.synthetic.seed=3"], "'data_fetch.synthetic.seed=3'"),
     ],
 )
 def test_bad_overrides_give_one_line_and_exit_2(args, named, tmp_path):
