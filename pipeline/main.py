@@ -32,6 +32,7 @@ from pipeline.runtime import (
     start_run,
 )
 
+log = logging.getLogger("pipeline.main")  # not __name__: that is "__main__" under python -m
 SPECS = {spec.name: spec for spec in (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)}
 
 
@@ -65,8 +66,9 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
         log_params({"main": to_container(cfg.main) | {"start": str(days[0]), "end": str(days[-1])},
                     "data_fetch.source": cfg.data_fetch.source, "data_format": cfg.data_format})
         for day in tqdm(days, desc="main", unit="day", disable=None):
-            for task in cfg.main.tasks:
-                outcomes.append(execute(SPECS[task], cfg, day))
+            today = [execute(SPECS[task], cfg, day) for task in cfg.main.tasks]
+            outcomes += today
+            log.info("%s: %s", day, ", ".join(f"{o.task} {o.status}" for o in today))
         status = Counter(o.status for o in outcomes)
         mlflow.log_metrics({"days": len(days), "tasks_succeeded": status["succeeded"],
                             "tasks_skipped": status["skipped"], "duration_s": time.perf_counter() - started})
@@ -74,7 +76,7 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
 
 
 def main(cfg: DictConfig) -> None:
-    set_console_level(logging.WARNING)  # per-task detail goes to logs/<task>_YYYYMMDD.log
+    set_console_level(logging.WARNING, keep=log.name)  # task detail: logs/<task>_YYYYMMDD.log
     outcomes = run_pipeline(cfg)
     status = Counter(o.status for o in outcomes)
     days = sorted({o.date for o in outcomes})
