@@ -56,8 +56,8 @@ format: install ## ruff format + autofix
 	$(RUN) ruff check --fix .
 
 bench: install ## Benchmarks quoted in the README (IV solver vs vollib; pipeline wall time)
-	$(RUN) python benchmarks/iv_solver.py
-	$(RUN) python benchmarks/pipeline_walltime.py
+	$(RUN) python -m benchmarks.iv_solver
+	$(RUN) python -m benchmarks.pipeline_walltime
 
 clean: ## Remove everything the pipeline wrote (data, logs, reports, mlflow.db, artifacts)
 	rm -rf data logs reports outputs multirun mlflow.db mlruns mlartifacts

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from pipeline.cli import configure_logging
+from pipeline.cli import configure_logging, set_console_level
 from pipeline.config import CONFIG_DIR, register_configs
 from pipeline.main import run_pipeline
 from pipeline.runtime import configure_tracking
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pipeline_walltime.json")
     args = ap.parse_args()
     configure_logging()
-    logging.getLogger("pipeline").setLevel(logging.WARNING)
+    set_console_level(logging.WARNING)  # task detail goes to the scratch root's logs/
     register_configs()
     with tempfile.TemporaryDirectory() as root:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

@@ -146,6 +146,56 @@ class FeatureEngineerConfig:
 
 
 @dataclass
+class ModelTrainConfig:
+    date: str | None = None  # last feature day used; None = latest trading day
+    force: bool = False
+    days: int = MISSING  # trading days of features read, ending at `date`
+    validation_days: int = MISSING  # for early stopping, just before the holdout
+    holdout_days: int = MISSING  # the last N days: never seen by training or early stopping
+    min_train_days: int = MISSING
+    features: list[str] = field(default_factory=list)
+    seed: int = MISSING
+    # XGBoost hyperparameters (flat, so sweeps read `-m model_train.max_depth=4,6,8`)
+    n_estimators: int = MISSING
+    learning_rate: float = MISSING
+    max_depth: int = MISSING
+    min_child_weight: float = MISSING
+    subsample: float = MISSING
+    colsample_bytree: float = MISSING
+    reg_lambda: float = MISSING
+    early_stopping_rounds: int = MISSING
+    register: bool = True  # register the model as a new version in Staging
+
+
+@dataclass
+class ModelEvaluateConfig:
+    date: str | None = None
+    force: bool = False
+    min_mid_for_mape: float = MISSING
+    bootstrap_samples: int = MISSING
+    confidence: float = MISSING
+    production_margin: float = MISSING  # fail if IV RMSE > production's × (1 + margin)
+    parity_tolerance: float = MISSING  # max share of put-call parity breaches (beyond a tick)
+    monotonic_tolerance: float = MISSING  # max share of strike-monotonicity/convexity breaches
+    bounds_tolerance: float = MISSING  # max share of prices outside no-arbitrage bounds
+
+
+@dataclass
+class RegistryConfig:
+    model_name: str = MISSING
+    force: bool = False  # promote despite a failed/missing gate verdict (needs a reason)
+    reason: str | None = None
+    version: str | None = None  # promote this Staging version instead of the latest
+
+
+@dataclass
+class ModelDeployConfig:
+    date: str | None = None
+    force: bool = False
+    auto_promote: bool = False  # the original plan keeps deployment manual
+
+
+@dataclass
 class MainConfig:
     start_date: str | None = None
     end_date: str | None = None
@@ -162,6 +212,10 @@ class Config:
     data_fetch: DataFetchConfig = MISSING
     data_validate: DataValidateConfig = MISSING
     feature_engineer: FeatureEngineerConfig = MISSING
+    model_train: ModelTrainConfig = MISSING
+    model_evaluate: ModelEvaluateConfig = MISSING
+    model_deploy: ModelDeployConfig = MISSING
+    registry: RegistryConfig = MISSING
     main: MainConfig = MISSING
     date: str | None = None  # business date (YYYY-MM-DD); None = latest trading day
     data_format: str = MISSING  # parquet | csv

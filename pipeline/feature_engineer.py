@@ -29,29 +29,43 @@ MODEL_FEATURES = (  # what a model may read; `iv` is the target, never a feature
 )
 
 
+def contract_geometry(contracts: pd.DataFrame, market) -> pd.DataFrame:
+    """Contract fields → time to expiry, forward, moneyness (a new frame; the input is not touched).
+
+    Needs underlying, option_type, strike, expiry, quote_date, spot; `rate` and `dividend_yield`
+    columns are used when present, else the `market` config's values.
+    """
+    c = contracts
+    t = (pd.to_datetime(c["expiry"]) - pd.to_datetime(c["quote_date"])).dt.days.to_numpy() / 365.0
+    default_q = c["underlying"].map(dict(market.dividend_yields)).fillna(market.default_dividend_yield)
+    rate = c["rate"].to_numpy(float) if "rate" in c else np.full(len(c), float(market.rate))
+    q = c["dividend_yield"].to_numpy(float) if "dividend_yield" in c else default_q.to_numpy(float)
+    forward = c["spot"].to_numpy(float) * np.exp((rate - q) * t)
+    k = np.log(c["strike"].to_numpy(float) / forward)
+    return c.assign(
+        t_years=t, sqrt_t=np.sqrt(t), rate=rate, dividend_yield=q, discount=np.exp(-rate * t),
+        forward=forward, log_moneyness=k, std_moneyness=k / np.sqrt(t),
+        is_call=(c["option_type"] == "C").to_numpy().astype(int),
+    )
+
+
+def market_iv(geometry: pd.DataFrame, min_vega: float) -> pd.DataFrame:
+    """The target: implied vol of the quoted mid (NaN + reason where no vol exists)."""
+    g = geometry
+    mid = 0.5 * (g["bid"].to_numpy(float) + g["ask"].to_numpy(float))
+    fwd, strike, t, disc = (g[c].to_numpy(float) for c in ("forward", "strike", "t_years", "discount"))
+    solved = implied_vol(mid, fwd, strike, t, disc, g["is_call"].to_numpy().astype(bool))
+    vega_point = 0.01 * black_vega(fwd, strike, t, disc, solved.iv)  # price per vol point
+    return g.assign(
+        mid=mid, spread=g["ask"] - g["bid"], rel_spread=(g["ask"] - g["bid"]) / mid,
+        iv=solved.iv, iv_reason=solved.reason, vega_point=vega_point,
+        iv_reliable=(solved.reason == "ok") & (vega_point >= min_vega),
+    )
+
+
 def contract_features(quotes: pd.DataFrame, market, min_vega: float) -> pd.DataFrame:
     """Static per-contract features and the target IV (a new frame; `quotes` is not touched)."""
-    q = quotes
-    t = (pd.to_datetime(q["expiry"]) - pd.to_datetime(q["quote_date"])).dt.days.to_numpy() / 365.0
-    rate = float(market.rate)
-    yields = q["underlying"].map(dict(market.dividend_yields)).fillna(market.default_dividend_yield)
-    discount = np.exp(-rate * t)
-    forward = q["spot"].to_numpy() * np.exp((rate - yields.to_numpy(float)) * t)
-    strike = q["strike"].to_numpy(float)
-    is_call = (q["option_type"] == "C").to_numpy()
-    mid = 0.5 * (q["bid"].to_numpy(float) + q["ask"].to_numpy(float))
-    solved = implied_vol(mid, forward, strike, t, discount, is_call)
-    vega_point = 0.01 * black_vega(forward, strike, t, discount, solved.iv)  # price per vol point
-    k = np.log(strike / forward)
-    out = q.copy()
-    out = out.assign(
-        t_years=t, sqrt_t=np.sqrt(t), rate=rate, dividend_yield=yields.to_numpy(float),
-        discount=discount, forward=forward, log_moneyness=k, std_moneyness=k / np.sqrt(t),
-        mid=mid, spread=q["ask"] - q["bid"], rel_spread=(q["ask"] - q["bid"]) / mid,
-        is_call=is_call.astype(int), iv=solved.iv, iv_reason=solved.reason,
-        vega_point=vega_point, iv_reliable=(solved.reason == "ok") & (vega_point >= min_vega),
-    )
-    return out
+    return market_iv(contract_geometry(quotes, market), min_vega)
 
 
 def realised_vols(spots: pd.DataFrame, date: dt.date, windows, min_periods: int) -> pd.DataFrame:
@@ -70,26 +84,58 @@ def _surface_design(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(x), x, x * x, s, s * x, s * s])
 
 
-def lagged_features(today: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
-    """Yesterday's IVs at today's contracts: same contract, and a fitted quadratic surface in
-    (k/√T, √T) per underlying (Dumas-Fleming-Whaley style) for new contracts and for the ATM level."""
-    cols = ["prev_iv", "prev_surface_iv", "prev_atm_iv", "prev_skew"]
-    out = pd.DataFrame(np.nan, index=today.index, columns=cols)
-    if previous is None or previous.empty:
-        return out
-    prev = previous[previous["iv_reliable"].astype(bool)]
-    out["prev_iv"] = today["option"].map(prev.drop_duplicates("option").set_index("option")["iv"])
-    for underlying, grp in prev.groupby("underlying"):
-        mask = (today["underlying"] == underlying).to_numpy()
-        if len(grp) < 12 or not mask.any():
-            continue
-        coef, *_ = np.linalg.lstsq(_surface_design(grp["std_moneyness"].to_numpy(), grp["sqrt_t"].to_numpy()),
-                                   grp["iv"].to_numpy(), rcond=None)
-        x, s = today.loc[mask, "std_moneyness"].to_numpy(), today.loc[mask, "sqrt_t"].to_numpy()
-        out.loc[mask, "prev_surface_iv"] = _surface_design(x, s) @ coef
-        out.loc[mask, "prev_atm_iv"] = _surface_design(np.zeros_like(s), s) @ coef
-        out.loc[mask, "prev_skew"] = coef[1] + coef[4] * s  # d iv / d (k/√T) at the money
+SURFACE_COEFS = ("c0", "c_x", "c_xx", "c_s", "c_sx", "c_ss")
+
+
+def fit_surfaces(features: pd.DataFrame | None) -> pd.DataFrame:
+    """Per underlying, least squares of reliable IVs on (1, x, x², s, s·x, s²), x = k/√T, s = √T
+    (Dumas-Fleming-Whaley style). One row per underlying with at least 12 usable quotes."""
+    rows = []
+    if features is not None and not features.empty:
+        usable = features[features["iv_reliable"].astype(bool)]
+        for underlying, grp in usable.groupby("underlying"):
+            if len(grp) < 12:
+                continue
+            design = _surface_design(grp["std_moneyness"].to_numpy(), grp["sqrt_t"].to_numpy())
+            coef, *_ = np.linalg.lstsq(design, grp["iv"].to_numpy(), rcond=None)
+            rows.append({"underlying": underlying, **dict(zip(SURFACE_COEFS, coef, strict=True))})
+    return pd.DataFrame(rows, columns=["underlying", *SURFACE_COEFS])
+
+
+def contract_ivs(features: pd.DataFrame | None) -> pd.Series:
+    """option → reliable IV of a day's features (the 'previous day' of the next day)."""
+    if features is None or features.empty:
+        return pd.Series(dtype=float)
+    usable = features[features["iv_reliable"].astype(bool)].drop_duplicates("option")
+    return usable.set_index("option")["iv"]
+
+
+def state_features(geometry: pd.DataFrame, realised: pd.DataFrame, surfaces: pd.DataFrame,
+                   prev_iv: pd.Series) -> pd.DataFrame:
+    """Market-state features for contracts: the underlying's realised vols and yesterday's surface
+    (same contract's IV where it traded, the fitted surface at this contract, its ATM level and
+    skew). The same function serves training (state from files) and pricing (state snapshot)."""
+    g = geometry
+    out = pd.DataFrame(index=g.index)
+    rv = g[["underlying"]].merge(realised, on="underlying", how="left").set_index(g.index)
+    for col in [c for c in realised.columns if c.startswith("rv_")]:
+        out[col] = rv[col]
+    out["vol_time"] = out.get("rv_20d", np.nan) * g["sqrt_t"]
+    out["prev_iv"] = g["option"].map(prev_iv) if "option" in g else np.nan
+    coefs = g[["underlying"]].merge(surfaces, on="underlying", how="left").set_index(g.index)
+    c = coefs[list(SURFACE_COEFS)].to_numpy(float)
+    x, s = g["std_moneyness"].to_numpy(float), g["sqrt_t"].to_numpy(float)
+    out["prev_surface_iv"] = np.einsum("ij,ij->i", _surface_design(x, s), c)
+    out["prev_atm_iv"] = np.einsum("ij,ij->i", _surface_design(np.zeros_like(s), s), c)
+    out["prev_skew"] = c[:, 1] + c[:, 4] * s  # d iv / d (k/√T) at the money
     return out
+
+
+def lagged_features(today: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """Yesterday's IVs at today's contracts (see state_features), with no realised-vol state."""
+    cols = ["prev_iv", "prev_surface_iv", "prev_atm_iv", "prev_skew"]
+    empty_rv = pd.DataFrame({"underlying": pd.Series(dtype=object)})
+    return state_features(today, empty_rv, fit_surfaces(previous), contract_ivs(previous))[cols]
 
 
 def build_features(quotes: pd.DataFrame, spots: pd.DataFrame, previous: pd.DataFrame | None,
@@ -97,10 +143,8 @@ def build_features(quotes: pd.DataFrame, spots: pd.DataFrame, previous: pd.DataF
     """The task's pure core: today's validated quotes + spot history + yesterday's features."""
     feats = contract_features(quotes, market, cfg.min_vega)
     rv = realised_vols(spots, date, cfg.realised_vol_windows, cfg.realised_vol_min_periods)
-    feats = feats.merge(rv, on="underlying", how="left")
-    feats["vol_time"] = feats["rv_20d"] * feats["sqrt_t"]
-    lagged = lagged_features(feats, previous)
-    return pd.concat([feats, lagged], axis=1)
+    state = state_features(feats, rv, fit_surfaces(previous), contract_ivs(previous))
+    return pd.concat([feats, state], axis=1)
 
 
 def distribution_stats(feats: pd.DataFrame) -> dict[str, dict[str, float]]:
