@@ -2,7 +2,8 @@
 
 Names follow the original plan: `data/raw/options_data_YYYYMMDD.<ext>`,
 `data/processed/validated_data_YYYYMMDD.<ext>`, `data/processed/features_YYYYMMDD.<ext>`,
-`data/quarantine/quarantine_YYYYMMDD.<ext>`, `logs/<task>_YYYYMMDD.log`.
+`data/quarantine/quarantine_YYYYMMDD.<ext>`, `logs/<task>_YYYYMMDD.log`, and the small per-day
+spot summary `data/processed/spots_YYYYMMDD.<ext>`.
 
 Atomic write: the bytes go to a hidden temporary file in the same folder, are fsynced, then
 `os.replace`d over the target, so a crash (even SIGKILL) leaves either the old file or the new one,
@@ -68,6 +69,18 @@ class Artifacts:
     def checkpoint(self, task: str, date: dt.date) -> Path:
         return self.checkpoints_dir / f"{task}_{stamp(date)}.json"
 
+    def spots(self, date: dt.date) -> Path:
+        """The day's spot per underlying (validated quotes), feature_engineer's spot history."""
+        return self.processed_dir / f"spots_{stamp(date)}.{self.ext}"
+
+    def train_summary(self, date: dt.date) -> Path:
+        """model_train's summary of one training (split, figures, model URI and version)."""
+        return self.reports_dir / "model" / f"train_summary_{stamp(date)}.json"
+
+    def model_plot(self, name: str, date: dt.date) -> Path:
+        """A model_train figure, e.g. `reports/model/feature_importance_YYYYMMDD.png`."""
+        return self.reports_dir / "model" / f"{name}_{stamp(date)}.png"
+
 
 @contextmanager
 def atomic_path(target: Path):
@@ -97,9 +110,14 @@ def write_frame(df: pd.DataFrame, target: Path) -> Path:
     """Write a table as parquet or csv (by the target's suffix), atomically."""
     target = Path(target)
     if target.suffix == ".parquet":
-        return _write_with(target, lambda p: df.to_parquet(p, index=False))
+        # Dictionary-encode text columns only: building dictionaries for every numeric column
+        # costs ~20% of the write time of a day's quotes and saves little space.
+        text = [str(c) for c in df.columns if df[c].dtype == object]
+        return _write_with(target, lambda p: df.to_parquet(p, index=False, use_dictionary=text))
     if target.suffix == ".csv":
-        return _write_with(target, lambda p: df.to_csv(p, index=False, date_format="%Y-%m-%dT%H:%M:%S"))
+        return _write_with(
+            target, lambda p: df.to_csv(p, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        )
     raise ValueError(f"unsupported table suffix {target.suffix!r} for {target.name}")
 
 

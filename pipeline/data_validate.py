@@ -2,6 +2,7 @@
 
 Outputs for date D:
 - `data/processed/validated_data_D.<ext>`: rows that pass every rule;
+- `data/processed/spots_D.<ext>`: their spot per underlying (feature_engineer's spot history);
 - `data/quarantine/quarantine_D.<ext>`: the others, with a `reason` column (rule names, `;`-joined);
 - `reports/validation/validation_report_D.json`: per rule passed/failed counts, null rate per column.
 A schema change (missing/renamed column, changed type), a null-rate spike in a required column, a
@@ -20,6 +21,7 @@ from pipeline.errors import DataError
 from pipeline.market.parse import coerce_raw
 from pipeline.runtime import TaskContext, TaskSpec, execute
 from pipeline.schema import REQUIRED, check_columns, failing_rows, quote_rules, rule_names
+from pipeline.spot_history import spot_summary
 
 
 @dataclass(frozen=True)
@@ -33,22 +35,30 @@ def validate_quotes(raw: pd.DataFrame, cfg, market, date) -> Validation:
     """Split raw quotes into valid and quarantined rows; raise DataError when the day must halt."""
     extra = check_columns(raw)
     raw = raw.reset_index(drop=True)
-    null_rates = {c: float(raw[c].isna().mean()) for c in raw.columns} if len(raw) else {}
-    spikes = {c: round(null_rates[c], 4) for c in REQUIRED if null_rates.get(c, 0.0) > cfg.max_null_rate}
+    null_rates = {c: float(v) for c, v in raw.isna().mean().items()} if len(raw) else {}
+    spikes = {
+        c: round(null_rates[c], 4) for c in REQUIRED if null_rates.get(c, 0.0) > cfg.max_null_rate
+    }
     if spikes:
-        raise DataError(f"null-rate spike in required columns {spikes} (max_null_rate={cfg.max_null_rate})")
-    quote_dates = pd.to_datetime(raw["quote_date"]).dropna()
+        raise DataError(
+            f"null-rate spike in required columns {spikes} (max_null_rate={cfg.max_null_rate})"
+        )
+    # cache=False: pandas' cache check walks all 20k values, for nothing on a datetime column
+    quote_dates = pd.to_datetime(raw["quote_date"], cache=False).dropna()
     age = (pd.Timestamp(date) - quote_dates.min()).days if len(quote_dates) else None
     if age is None or age > cfg.max_quote_age_days:
-        raise DataError(f"stale chain for {date}: newest quotes are {age} days old "
-                        f"(max_quote_age_days={cfg.max_quote_age_days})")
+        raise DataError(
+            f"stale chain for {date}: newest quotes are {age} days old "
+            f"(max_quote_age_days={cfg.max_quote_age_days})"
+        )
 
-    schema = quote_rules(market.rate, market.dividend_yields, market.default_dividend_yield,
-                         cfg.arbitrage_tolerance)
+    schema = quote_rules(
+        market.rate, market.dividend_yields, market.default_dividend_yield, cfg.arbitrage_tolerance
+    )
     failures = failing_rows(raw, schema)
     reasons = pd.Series("", index=raw.index, dtype=object)
-    for name, idx in failures.items():
-        reasons.loc[idx] = reasons.loc[idx] + ";" + name
+    for name, idx in failures.items():  # in rule order, so reasons always read the same way
+        reasons.loc[idx] += ";" + name
     bad = reasons != ""
     n = len(raw)
     report = {
@@ -81,7 +91,9 @@ def _top_rules(report: dict, k: int = 3) -> dict[str, int]:
 
 def load_raw(path: Path) -> pd.DataFrame:
     if not path.exists():
-        raise DataError(f"no raw quotes for this date: {path} does not exist (run data_fetch first)")
+        raise DataError(
+            f"no raw quotes for this date: {path} does not exist (run data_fetch first)"
+        )
     df = read_frame(path)
     return coerce_raw(df) if path.suffix == ".csv" else df  # csv loses dtypes; parquet keeps them
 
@@ -102,11 +114,16 @@ def run(ctx: TaskContext) -> None:
     if report["unexpected_columns"]:
         ctx.log.warning("unexpected columns kept: %s", report["unexpected_columns"])
     write_frame(result.valid, ctx.artifacts.validated_quotes(ctx.date))
+    write_frame(spot_summary(result.valid), ctx.artifacts.spots(ctx.date))
     write_frame(result.quarantine, ctx.artifacts.quarantine(ctx.date))
     report_path = write_json(report, ctx.artifacts.validation_report(ctx.date))
     ctx.reports.append(report_path)
-    ctx.log.info("validated %d rows, quarantined %d (%.2f%%)", report["rows_valid"],
-                 report["rows_quarantined"], 100 * report["bad_row_share"])
+    ctx.log.info(
+        "validated %d rows, quarantined %d (%.2f%%)",
+        report["rows_valid"],
+        report["rows_quarantined"],
+        100 * report["bad_row_share"],
+    )
     ctx.metric("rows_in", report["rows_in"])
     ctx.metric("rows_out", report["rows_valid"])
     ctx.metric("rows_quarantined", report["rows_quarantined"])
@@ -125,6 +142,7 @@ SPEC = TaskSpec(
         ctx.artifacts.validated_quotes(ctx.date),
         ctx.artifacts.quarantine(ctx.date),
         ctx.artifacts.validation_report(ctx.date),
+        ctx.artifacts.spots(ctx.date),
     ],
 )
 

@@ -5,6 +5,8 @@ Per contract: time to expiry, forward, log-moneyness k = ln(K/F), standardised m
 vols, the market mid implied vol (the model's target, from our vectorised solver, NaN + reason
 where no vol exists) and lagged surface features from the previous trading day's features file.
 The same-day IV is only ever the target: every feature is known before today's option mids.
+Realised vols read the spot history from data_validate's small per-day spot summaries
+(`data/processed/spots_YYYYMMDD.<ext>`), or a day's validated quotes where no summary exists.
 """
 
 from __future__ import annotations
@@ -21,11 +23,23 @@ from pipeline.market.calendar import shift_trading_days
 from pipeline.quant.black_scholes import black_vega
 from pipeline.quant.implied_vol import implied_vol
 from pipeline.runtime import TaskContext, TaskSpec, execute
+from pipeline.spot_history import read_spots, spot_summary
 
 TRADING_DAYS_PER_YEAR = 252
 MODEL_FEATURES = (  # what a model may read; `iv` is the target, never a feature
-    "t_years", "sqrt_t", "log_moneyness", "std_moneyness", "vol_time", "is_call",
-    "rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv", "prev_skew",
+    "t_years",
+    "sqrt_t",
+    "log_moneyness",
+    "std_moneyness",
+    "vol_time",
+    "is_call",
+    "rv_5d",
+    "rv_10d",
+    "rv_20d",
+    "prev_iv",
+    "prev_surface_iv",
+    "prev_atm_iv",
+    "prev_skew",
 )
 
 
@@ -37,14 +51,22 @@ def contract_geometry(contracts: pd.DataFrame, market) -> pd.DataFrame:
     """
     c = contracts
     t = (pd.to_datetime(c["expiry"]) - pd.to_datetime(c["quote_date"])).dt.days.to_numpy() / 365.0
-    default_q = c["underlying"].map(dict(market.dividend_yields)).fillna(market.default_dividend_yield)
+    default_q = (
+        c["underlying"].map(dict(market.dividend_yields)).fillna(market.default_dividend_yield)
+    )
     rate = c["rate"].to_numpy(float) if "rate" in c else np.full(len(c), float(market.rate))
     q = c["dividend_yield"].to_numpy(float) if "dividend_yield" in c else default_q.to_numpy(float)
     forward = c["spot"].to_numpy(float) * np.exp((rate - q) * t)
     k = np.log(c["strike"].to_numpy(float) / forward)
     return c.assign(
-        t_years=t, sqrt_t=np.sqrt(t), rate=rate, dividend_yield=q, discount=np.exp(-rate * t),
-        forward=forward, log_moneyness=k, std_moneyness=k / np.sqrt(t),
+        t_years=t,
+        sqrt_t=np.sqrt(t),
+        rate=rate,
+        dividend_yield=q,
+        discount=np.exp(-rate * t),
+        forward=forward,
+        log_moneyness=k,
+        std_moneyness=k / np.sqrt(t),
         is_call=(c["option_type"] == "C").to_numpy().astype(int),
     )
 
@@ -53,12 +75,18 @@ def market_iv(geometry: pd.DataFrame, min_vega: float) -> pd.DataFrame:
     """The target: implied vol of the quoted mid (NaN + reason where no vol exists)."""
     g = geometry
     mid = 0.5 * (g["bid"].to_numpy(float) + g["ask"].to_numpy(float))
-    fwd, strike, t, disc = (g[c].to_numpy(float) for c in ("forward", "strike", "t_years", "discount"))
+    fwd, strike, t, disc = (
+        g[c].to_numpy(float) for c in ("forward", "strike", "t_years", "discount")
+    )
     solved = implied_vol(mid, fwd, strike, t, disc, g["is_call"].to_numpy().astype(bool))
     vega_point = 0.01 * black_vega(fwd, strike, t, disc, solved.iv)  # price per vol point
     return g.assign(
-        mid=mid, spread=g["ask"] - g["bid"], rel_spread=(g["ask"] - g["bid"]) / mid,
-        iv=solved.iv, iv_reason=solved.reason, vega_point=vega_point,
+        mid=mid,
+        spread=g["ask"] - g["bid"],
+        rel_spread=(g["ask"] - g["bid"]) / mid,
+        iv=solved.iv,
+        iv_reason=solved.reason,
+        vega_point=vega_point,
         iv_reliable=(solved.reason == "ok") & (vega_point >= min_vega),
     )
 
@@ -70,12 +98,18 @@ def contract_features(quotes: pd.DataFrame, market, min_vega: float) -> pd.DataF
 
 def realised_vols(spots: pd.DataFrame, date: dt.date, windows, min_periods: int) -> pd.DataFrame:
     """Annualised close-to-close vols per underlying at `date` from a (date, underlying, spot) history."""
-    wide = spots.pivot_table(index="date", columns="underlying", values="spot", aggfunc="first").sort_index()
+    wide = spots.pivot_table(
+        index="date", columns="underlying", values="spot", aggfunc="first"
+    ).sort_index()
     rets = np.log(wide).diff()
     cols = {}
     for w in windows:
-        vol = rets.rolling(w, min_periods=min(min_periods, w)).std() * np.sqrt(TRADING_DAYS_PER_YEAR)
-        cols[f"rv_{w}d"] = vol.loc[pd.Timestamp(date)] if pd.Timestamp(date) in vol.index else np.nan
+        vol = rets.rolling(w, min_periods=min(min_periods, w)).std() * np.sqrt(
+            TRADING_DAYS_PER_YEAR
+        )
+        cols[f"rv_{w}d"] = (
+            vol.loc[pd.Timestamp(date)] if pd.Timestamp(date) in vol.index else np.nan
+        )
     return pd.DataFrame(cols).rename_axis("underlying").reset_index()
 
 
@@ -110,8 +144,9 @@ def contract_ivs(features: pd.DataFrame | None) -> pd.Series:
     return usable.set_index("option")["iv"]
 
 
-def state_features(geometry: pd.DataFrame, realised: pd.DataFrame, surfaces: pd.DataFrame,
-                   prev_iv: pd.Series) -> pd.DataFrame:
+def state_features(
+    geometry: pd.DataFrame, realised: pd.DataFrame, surfaces: pd.DataFrame, prev_iv: pd.Series
+) -> pd.DataFrame:
     """Market-state features for contracts: the underlying's realised vols and yesterday's surface
     (same contract's IV where it traded, the fitted surface at this contract, its ATM level and
     skew). The same function serves training (state from files) and pricing (state snapshot)."""
@@ -138,8 +173,14 @@ def lagged_features(today: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Da
     return state_features(today, empty_rv, fit_surfaces(previous), contract_ivs(previous))[cols]
 
 
-def build_features(quotes: pd.DataFrame, spots: pd.DataFrame, previous: pd.DataFrame | None,
-                   date: dt.date, market, cfg) -> pd.DataFrame:
+def build_features(
+    quotes: pd.DataFrame,
+    spots: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    date: dt.date,
+    market,
+    cfg,
+) -> pd.DataFrame:
     """The task's pure core: today's validated quotes + spot history + yesterday's features."""
     feats = contract_features(quotes, market, cfg.min_vega)
     rv = realised_vols(spots, date, cfg.realised_vol_windows, cfg.realised_vol_min_periods)
@@ -154,14 +195,25 @@ def distribution_stats(feats: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {c: {k: round(float(v), 6) for k, v in row.items()} for c, row in desc.iterrows()}
 
 
+# the columns of the previous day's features that `fit_surfaces` and `contract_ivs` read
+PREVIOUS_DAY_COLUMNS = ["underlying", "option", "iv", "iv_reliable", "std_moneyness", "sqrt_t"]
+
+
 def _history_dates(ctx: TaskContext) -> list[dt.date]:
     n = ctx.task_cfg.history_days
     return [shift_trading_days(ctx.date, -i) for i in range(n, 0, -1)]
 
 
 def _history_paths(ctx: TaskContext) -> list[Path]:
-    paths = [ctx.artifacts.validated_quotes(d) for d in _history_dates(ctx)]
-    return [p for p in paths if p.exists()]
+    """Per history day, its spot summary; for a day validated before summaries were written, its
+    validated quotes (read for the same three columns)."""
+    paths = []
+    for day in _history_dates(ctx):
+        found = [
+            p for p in (ctx.artifacts.spots(day), ctx.artifacts.validated_quotes(day)) if p.exists()
+        ]
+        paths += found[:1]
+    return paths
 
 
 def _previous_features(ctx: TaskContext) -> Path | None:
@@ -176,28 +228,48 @@ def run(ctx: TaskContext) -> None:
     cfg = ctx.task_cfg
     source = ctx.artifacts.validated_quotes(ctx.date)
     if not source.exists():
-        raise DataError(f"no validated quotes for {ctx.date}: {source} does not exist (run data_validate first)")
+        raise DataError(
+            f"no validated quotes for {ctx.date}: {source} does not exist (run data_validate first)"
+        )
     quotes = read_frame(source)
     for col in ("quote_date", "expiry"):
-        quotes[col] = pd.to_datetime(quotes[col])
-    history = [read_frame(p, ["quote_date", "underlying", "spot"]) for p in _history_paths(ctx)]
-    spots = pd.concat([*history, quotes[["quote_date", "underlying", "spot"]]], ignore_index=True)
+        # csv gives text; parquet keeps datetimes, which pd.to_datetime would scan for nothing
+        if not pd.api.types.is_datetime64_dtype(quotes[col]):
+            quotes[col] = pd.to_datetime(quotes[col])
+    history = _history_paths(ctx)
+    # `realised_vols` takes one spot per day and underlying: today's, summarised like the history
+    spots = pd.concat([read_spots(history), spot_summary(quotes)], ignore_index=True)
     spots = spots.assign(date=pd.to_datetime(spots["quote_date"]).dt.normalize())
     prev_path = _previous_features(ctx)
-    previous = read_frame(prev_path) if prev_path else None
+    # yesterday's features feed only `fit_surfaces` and `contract_ivs`: read just their columns
+    previous = read_frame(prev_path, PREVIOUS_DAY_COLUMNS) if prev_path else None
     feats = build_features(quotes, spots, previous, ctx.date, ctx.cfg.market, cfg)
     write_frame(feats, ctx.artifacts.features(ctx.date))
     stats = distribution_stats(feats)
-    stats_path = write_json(stats, ctx.artifacts.reports_dir / "features" / f"feature_stats_{ctx.date:%Y%m%d}.json")
+    stats_path = write_json(
+        stats, ctx.artifacts.reports_dir / "features" / f"feature_stats_{ctx.date:%Y%m%d}.json"
+    )
     ctx.reports.append(stats_path)
     reasons = feats["iv_reason"].value_counts().to_dict()
-    ctx.log.info("features created: %d rows x %d columns; history days %d; previous day %s",
-                 len(feats), feats.shape[1], len(history), prev_path.name if prev_path else "none")
+    ctx.log.info(
+        "features created: %d rows x %d columns; history days %d; previous day %s",
+        len(feats),
+        feats.shape[1],
+        len(history),
+        prev_path.name if prev_path else "none",
+    )
     ctx.log.info("implied vol: %s; reliable %d", reasons, int(feats["iv_reliable"].sum()))
     for col in ("iv", "rv_20d", "std_moneyness", "prev_iv", "prev_surface_iv"):
         s = stats[col]
-        ctx.log.info("%-16s mean %.4f std %.4f p5 %.4f p95 %.4f null %.3f",
-                     col, s["mean"], s["std"], s["5%"], s["95%"], s["null_rate"])
+        ctx.log.info(
+            "%-16s mean %.4f std %.4f p5 %.4f p95 %.4f null %.3f",
+            col,
+            s["mean"],
+            s["std"],
+            s["5%"],
+            s["95%"],
+            s["null_rate"],
+        )
         ctx.metric(f"{col}.mean", s["mean"])
         ctx.metric(f"{col}.null_rate", s["null_rate"])
     ctx.metric("rows_in", len(quotes))
@@ -208,8 +280,11 @@ def run(ctx: TaskContext) -> None:
 SPEC = TaskSpec(
     name="feature_engineer",
     run=run,
-    inputs=lambda ctx: [p for p in [ctx.artifacts.validated_quotes(ctx.date)] if p.exists()]
-    + _history_paths(ctx) + [p for p in [_previous_features(ctx)] if p],
+    inputs=lambda ctx: (
+        [p for p in [ctx.artifacts.validated_quotes(ctx.date)] if p.exists()]
+        + _history_paths(ctx)
+        + [p for p in [_previous_features(ctx)] if p]
+    ),
     outputs=lambda ctx: [ctx.artifacts.features(ctx.date)],
 )
 

@@ -49,18 +49,28 @@ def parse_occ_symbols(symbols: pd.Series) -> pd.DataFrame:
     Dtypes follow `OCC_COLUMNS`. A symbol that does not match the layout, or whose date does not
     exist (e.g. month 13), or that is not a string at all, gives a row of NaN/NaT in every column.
     """
-    text = symbols.astype("string").str.strip()
-    parts = text.str.extract(OCC_PATTERN)
-    expiry = pd.to_datetime("20" + parts["date"], format="%Y%m%d", errors="coerce")
-    valid = parts["root"].notna() & expiry.notna()
-    out = pd.DataFrame(index=symbols.index)
-    out["root"] = parts["root"].astype(object).where(valid, np.nan)
-    out["expiry"] = expiry.where(valid).astype("datetime64[ns]")
-    out["option_type"] = parts["option_type"].astype(object).where(valid, np.nan)
-    out["strike"] = (
-        pd.to_numeric(parts["strike"], errors="coerce").where(valid).astype("float64") / 1000.0
+    # One compiled-regex match per symbol, on plain lists: pandas' `str.extract` does the same
+    # work several times slower (~0.1 s for a 20k-contract day).
+    matches = [_OCC_RE.match(s.strip()) if isinstance(s, str) else None for s in symbols.tolist()]
+    groups = [m.groups() if m else (None, None, None, None) for m in matches]
+    root, date, kind, strike = zip(*groups, strict=True) if groups else ((), (), (), ())
+    expiry = pd.to_datetime(
+        pd.Series([None if d is None else "20" + d for d in date], symbols.index, dtype=object),
+        format="%Y%m%d",
+        errors="coerce",
     )
-    return out
+    # `\d` also matches non-ASCII digits; pandas' number parsing left such strikes NaN
+    milli = [int(s) if s is not None and s.isascii() else np.nan for s in strike]
+    valid = expiry.notna().to_numpy()  # a date parses only when the whole symbol matched
+    return pd.DataFrame(
+        {
+            "root": np.where(valid, np.array(root, dtype=object), np.nan),
+            "expiry": expiry.where(valid).astype("datetime64[ns]"),
+            "option_type": np.where(valid, np.array(kind, dtype=object), np.nan),
+            "strike": np.where(valid, np.array(milli, dtype="float64"), np.nan) / 1000.0,
+        },
+        index=symbols.index,
+    )
 
 
 def parse_occ_symbol(symbol: str) -> OccSymbol:
