@@ -37,11 +37,14 @@ def configure_logging(console_level: int = logging.INFO) -> None:
 
 def set_console_level(level: int, keep: str | None = None) -> None:
     """Filter the terminal to `level`, except records from logger `keep` (and its children)."""
+
     def passes(record: logging.LogRecord) -> bool:
         return keep is not None and (record.name == keep or record.name.startswith(keep + "."))
 
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
             handler.setLevel(logging.NOTSET)
             handler.filters.clear()
             handler.addFilter(lambda r: r.levelno >= level or passes(r))

@@ -61,8 +61,14 @@ def tiny_features_root(tmp_path_factory):
     from pipeline.runtime import configure_tracking
 
     root = tmp_path_factory.mktemp("tiny_market")
-    cfg = compose_config([f"paths.root={root}", *TINY_MARKET, *TINY_DAYS,
-                          "main.tasks=[data_fetch,data_validate,feature_engineer]"])
+    cfg = compose_config(
+        [
+            f"paths.root={root}",
+            *TINY_MARKET,
+            *TINY_DAYS,
+            "main.tasks=[data_fetch,data_validate,feature_engineer]",
+        ]
+    )
     previous = mlflow.get_tracking_uri()
     configure_tracking(cfg)
     try:

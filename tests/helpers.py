@@ -10,10 +10,17 @@ from pathlib import Path
 from pipeline.config import REPO_ROOT
 
 
-def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 300,
-               cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, *args: str, env: dict | None = None, timeout: float = 300, cwd: Path = REPO_ROOT
+) -> subprocess.CompletedProcess:
     """`python -m <module> args...` in a subprocess with the project's interpreter."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

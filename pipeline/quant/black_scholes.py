@@ -14,7 +14,9 @@ SQRT_2PI = np.sqrt(2.0 * np.pi)
 
 def forward_price(spot, t, rate, dividend_yield):
     """Forward of the underlying for maturity `t` years under continuous r and q."""
-    return np.asarray(spot, float) * np.exp((np.asarray(rate, float) - dividend_yield) * np.asarray(t, float))
+    return np.asarray(spot, float) * np.exp(
+        (np.asarray(rate, float) - dividend_yield) * np.asarray(t, float)
+    )
 
 
 def black_price(forward, strike, t, discount, sigma, is_call):
@@ -47,7 +49,9 @@ def bsm_price(spot, strike, t, rate, dividend_yield, sigma, is_call):
     """Black-Scholes-Merton price from spot, continuous rate and dividend yield."""
     t = np.asarray(t, float)
     discount = np.exp(-np.asarray(rate, float) * t)
-    return black_price(forward_price(spot, t, rate, dividend_yield), strike, t, discount, sigma, is_call)
+    return black_price(
+        forward_price(spot, t, rate, dividend_yield), strike, t, discount, sigma, is_call
+    )
 
 
 def bsm_vega(spot, strike, t, rate, dividend_yield, sigma):

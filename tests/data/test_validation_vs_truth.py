@@ -18,7 +18,9 @@ DAY = dt.date(2026, 3, 2)
 @pytest.fixture(scope="module")
 def labelled_day():
     cfg = compose_config(["data_fetch.synthetic.bad_row_rate=0.05"])
-    chains = [generate_chain(s, DAY, cfg.data_fetch.synthetic, cfg.market) for s in ("SPY", "_SPX", "IWM")]
+    chains = [
+        generate_chain(s, DAY, cfg.data_fetch.synthetic, cfg.market) for s in ("SPY", "_SPX", "IWM")
+    ]
     raw = frames_to_raw([chain_to_frame(payload) for payload, _ in chains])
     truth = pd.concat([t.sort_values("row") for _, t in chains], ignore_index=True)
     assert len(truth) == len(raw) and (truth["option"] == raw["option"]).all()
@@ -33,7 +35,15 @@ def test_every_kind_of_injected_bad_row_is_quarantined(labelled_day):
     bad = labelled_day[labelled_day["is_bad"]]
     assert len(bad) > 200
     recall = bad.groupby("bad_reason")["quarantined"].mean()
-    assert set(recall.index) == {"crossed", "negative_price", "nan_price", "duplicate", "expired", "stale", "arbitrage"}
+    assert set(recall.index) == {
+        "crossed",
+        "negative_price",
+        "nan_price",
+        "duplicate",
+        "expired",
+        "stale",
+        "arbitrage",
+    }
     assert (recall == 1.0).all(), recall
 
 
@@ -44,4 +54,3 @@ def test_good_rows_are_kept_except_zero_bid_wings(labelled_day):
     zero_bid = good[good["bad_reason"] == "zero_bid"]
     assert zero_bid["quarantined"].all()
     assert zero_bid["reason"].str.contains("bid_quoted").all()
-

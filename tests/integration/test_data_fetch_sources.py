@@ -26,8 +26,10 @@ FAST_RETRY = ["retry.data_fetch.base_delay=0.01", "retry.data_fetch.max_delay=0.
 def cboe_server(make_cfg):
     """Serves the synthetic market's payloads under Cboe's path; the first GET of each symbol is a 503."""
     cfg = make_cfg()
-    bodies = {s: json.dumps(generate_chain(s, DAY, cfg.data_fetch.synthetic, cfg.market)[0]).encode()
-              for s in ("SPY", "_SPX")}
+    bodies = {
+        s: json.dumps(generate_chain(s, DAY, cfg.data_fetch.synthetic, cfg.market)[0]).encode()
+        for s in ("SPY", "_SPX")
+    }
     hits: Counter = Counter()
 
     class Handler(BaseHTTPRequestHandler):
@@ -38,7 +40,9 @@ def cboe_server(make_cfg):
                 self.send_response(403)
                 self.end_headers()
                 return
-            status, body = (503, b"<html>busy</html>") if hits[symbol] == 1 else (200, bodies[symbol])
+            status, body = (
+                (503, b"<html>busy</html>") if hits[symbol] == 1 else (200, bodies[symbol])
+            )
             self.send_response(status)
             self.send_header("Content-Type", "application/json" if status == 200 else "text/html")
             self.send_header("Content-Length", str(len(body)))
@@ -56,10 +60,18 @@ def cboe_server(make_cfg):
     server.server_close()
 
 
-def test_cboe_source_gives_the_same_raw_table_as_the_synthetic_source(make_cfg, tracking, cboe_server):
+def test_cboe_source_gives_the_same_raw_table_as_the_synthetic_source(
+    make_cfg, tracking, cboe_server
+):
     url, hits = cboe_server
-    cboe_cfg = make_cfg("data_fetch=cboe", f"data_fetch.cboe.base_url={url}", f"date={DAY}",
-                        "data_fetch.cboe.symbols=[SPY,_SPX]", *FAST_RETRY, tiny=False)
+    cboe_cfg = make_cfg(
+        "data_fetch=cboe",
+        f"data_fetch.cboe.base_url={url}",
+        f"date={DAY}",
+        "data_fetch.cboe.symbols=[SPY,_SPX]",
+        *FAST_RETRY,
+        tiny=False,
+    )
     outcome = execute(data_fetch.SPEC, cboe_cfg, DAY)
     assert outcome.metrics["fetch_retries"] == 2 and outcome.metrics["http_503"] == 2
     assert outcome.metrics["http_200"] == 2 and hits == {"SPY": 2, "_SPX": 2}
@@ -70,8 +82,14 @@ def test_cboe_source_gives_the_same_raw_table_as_the_synthetic_source(make_cfg, 
 
 def test_unknown_cboe_symbol_fails_fast_and_writes_nothing(make_cfg, tracking, cboe_server):
     url, hits = cboe_server
-    cfg = make_cfg("data_fetch=cboe", f"data_fetch.cboe.base_url={url}", f"date={DAY}",
-                   "data_fetch.symbols=[SPY,NOPE]", *FAST_RETRY, tiny=False)
+    cfg = make_cfg(
+        "data_fetch=cboe",
+        f"data_fetch.cboe.base_url={url}",
+        f"date={DAY}",
+        "data_fetch.symbols=[SPY,NOPE]",
+        *FAST_RETRY,
+        tiny=False,
+    )
     with pytest.raises(DataError, match="403 for symbol 'NOPE'"):
         execute(data_fetch.SPEC, cfg, DAY)
     assert hits["NOPE"] == 1
@@ -80,7 +98,13 @@ def test_unknown_cboe_symbol_fails_fast_and_writes_nothing(make_cfg, tracking, c
 
 def test_cboe_quotes_for_another_session_are_refused(make_cfg, tracking, cboe_server):
     url, _ = cboe_server
-    cfg = make_cfg("data_fetch=cboe", f"data_fetch.cboe.base_url={url}", "data_fetch.symbols=[SPY]", *FAST_RETRY, tiny=False)
+    cfg = make_cfg(
+        "data_fetch=cboe",
+        f"data_fetch.cboe.base_url={url}",
+        "data_fetch.symbols=[SPY]",
+        *FAST_RETRY,
+        tiny=False,
+    )
     with pytest.raises(DataError, match="Cboe delayed quotes only serve the current session"):
         execute(data_fetch.SPEC, cfg, dt.date(2026, 3, 3))
     assert not Artifacts(cfg.paths, cfg.data_format).raw_quotes(dt.date(2026, 3, 3)).exists()
@@ -91,10 +115,17 @@ def test_file_source_reads_a_csv_export(make_cfg, tracking, tmp_path):
     raw = read_frame(execute(data_fetch.SPEC, day_cfg, DAY).outputs[0])
     export = tmp_path / "exports" / "quotes_20260302.csv"
     write_frame(raw, export)
-    cfg = make_cfg("data_fetch=file", f"data_fetch.file.path='{tmp_path}/exports/quotes_{{date}}.csv'",
-                   "data_fetch.symbols=[_SPX]", "data_format=csv", tiny=False)
+    cfg = make_cfg(
+        "data_fetch=file",
+        f"data_fetch.file.path='{tmp_path}/exports/quotes_{{date}}.csv'",
+        "data_fetch.symbols=[_SPX]",
+        "data_format=csv",
+        tiny=False,
+    )
     out = read_frame(execute(data_fetch.SPEC, cfg, DAY).outputs[0])
     assert out.shape[0] == (raw["underlying"] == "_SPX").sum()
-    missing = make_cfg("data_fetch=file", f"data_fetch.file.path='{tmp_path}/nowhere_{{date}}.csv'", tiny=False)
+    missing = make_cfg(
+        "data_fetch=file", f"data_fetch.file.path='{tmp_path}/nowhere_{{date}}.csv'", tiny=False
+    )
     with pytest.raises(DataError, match="nowhere_20260302.csv does not exist"):
         execute(data_fetch.SPEC, missing, DAY)

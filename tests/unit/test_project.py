@@ -52,7 +52,9 @@ def test_default_tracking_uri_is_absolute_at_the_repo_root():
 
 def test_retry_table_is_the_original_plans():
     cfg = compose_config([])
-    table = {t: (cfg.retry[t].max_retries, cfg.retry[t].backoff, cfg.retry[t].max_delay) for t in TASKS}
+    table = {
+        t: (cfg.retry[t].max_retries, cfg.retry[t].backoff, cfg.retry[t].max_delay) for t in TASKS
+    }
     assert table == {
         "data_fetch": (5, "exponential", 300),
         "data_validate": (2, "linear", 60),
@@ -89,7 +91,9 @@ def test_mlproject_has_one_entry_point_per_built_task_and_main():
 
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_every_entry_point_answers_help(entry_point):
-    command = _mlproject()["entry_points"][entry_point]["command"].replace("$(echo {overrides})", "--help")
+    command = _mlproject()["entry_points"][entry_point]["command"].replace(
+        "$(echo {overrides})", "--help"
+    )
     module = shlex.split(command)[2]
     result = run_module(module, "--help", timeout=120)
     assert result.returncode == 0, result.stderr

@@ -23,8 +23,12 @@ from pipeline.errors import ConfigError
 
 
 def test_names_follow_the_original_plan(tmp_path):
-    paths = OmegaConf.create({k: str(tmp_path / k) for k in
-                              ("root", "raw", "processed", "quarantine", "logs", "reports", "checkpoints")})
+    paths = OmegaConf.create(
+        {
+            k: str(tmp_path / k)
+            for k in ("root", "raw", "processed", "quarantine", "logs", "reports", "checkpoints")
+        }
+    )
     a = Artifacts(paths, "csv")
     day = dt.date(2026, 3, 2)
     assert a.raw_quotes(day).name == "options_data_20260302.csv"

@@ -11,17 +11,31 @@ from pipeline.data_validate import validate_quotes
 from pipeline.errors import DataError, SchemaChangeError
 from tests.factories import DAY, good_quotes
 
-MARKET = OmegaConf.create({"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}})
-CFG = OmegaConf.create({"max_bad_row_share": 0.5, "max_null_rate": 0.5, "arbitrage_tolerance": 0.01,
-                        "max_quote_age_days": 4})
+MARKET = OmegaConf.create(
+    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
+)
+CFG = OmegaConf.create(
+    {
+        "max_bad_row_share": 0.5,
+        "max_null_rate": 0.5,
+        "arbitrage_tolerance": 0.01,
+        "max_quote_age_days": 4,
+    }
+)
 
 
 def test_clean_quotes_all_pass_and_report_counts_every_rule():
     result = validate_quotes(good_quotes(), CFG, MARKET, DAY)
     assert len(result.valid) == 12 and result.quarantine.empty
     assert all(r == {"passed": 12, "failed": 0} for r in result.report["rules"].values())
-    assert {"bid_le_ask", "no_arbitrage_bounds", "not_duplicated", "expiry_after_quote_date",
-            "strike_positive", "not_null_bid"} <= set(result.report["rules"])
+    assert {
+        "bid_le_ask",
+        "no_arbitrage_bounds",
+        "not_duplicated",
+        "expiry_after_quote_date",
+        "strike_positive",
+        "not_null_bid",
+    } <= set(result.report["rules"])
     assert result.report["null_rate"]["bid"] == 0.0
 
 
@@ -45,7 +59,9 @@ def test_each_rule_quarantines_its_rows_with_a_reason(corrupt, reason):
     result = validate_quotes(df, CFG, MARKET, DAY)
     assert len(result.valid) == 9
     assert len(result.quarantine) == 3
-    assert result.quarantine["reason"].str.split(";").map(lambda r: reason in r).all(), result.quarantine["reason"]
+    assert result.quarantine["reason"].str.split(";").map(lambda r: reason in r).all(), (
+        result.quarantine["reason"]
+    )
     assert result.report["rules"][reason] == {"passed": 9, "failed": 3}
 
 

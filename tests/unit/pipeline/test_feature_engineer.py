@@ -16,8 +16,12 @@ from pipeline.feature_engineer import (
 )
 from tests.factories import DAY, good_quotes
 
-MARKET = OmegaConf.create({"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}})
-CFG = OmegaConf.create({"realised_vol_windows": [5, 20], "realised_vol_min_periods": 3, "min_vega": 0.01})
+MARKET = OmegaConf.create(
+    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
+)
+CFG = OmegaConf.create(
+    {"realised_vol_windows": [5, 20], "realised_vol_min_periods": 3, "min_vega": 0.01}
+)
 
 
 def spot_history(n: int = 30, daily_vol: float = 0.01, end: dt.date = DAY) -> pd.DataFrame:
@@ -68,7 +72,9 @@ def test_lagged_features_use_yesterdays_surface_and_contracts():
     today.loc[0, "option"] = "SPY260417C09999000"  # a contract listed today
     lagged = lagged_features(today, yesterday)
     assert np.isnan(lagged.loc[0, "prev_iv"])
-    np.testing.assert_allclose(lagged.loc[1:, "prev_iv"], 0.3, atol=2e-3)  # yesterday's vol, not today's
+    np.testing.assert_allclose(
+        lagged.loc[1:, "prev_iv"], 0.3, atol=2e-3
+    )  # yesterday's vol, not today's
     np.testing.assert_allclose(lagged["prev_surface_iv"], 0.3, atol=3e-3)
     np.testing.assert_allclose(lagged["prev_atm_iv"], 0.3, atol=3e-3)
 
