@@ -1,0 +1,170 @@
+"""The options-pricer as an MLflow pyfunc model, built from code (no pickle anywhere).
+
+Logged model layout (`log_pricer`; MLflow adds MLmodel, requirements, input examples):
+
+    MLmodel                       flavor python_function, model_code_path = pyfunc_model.py
+    pyfunc_model.py               pipeline/model/pyfunc_model.py (calls mlflow.models.set_model)
+    artifacts/booster.ubj         the XGBoost booster in XGBoost's own UBJSON format
+    artifacts/state/state.json    MarketState: as_of, conventions, realised vols, surfaces
+    artifacts/state/contract_ivs.parquet   MarketState: option → IV of the as_of day
+    artifacts/model_meta.json     feature list, base margin, IV clip, best iteration, split
+    code/pipeline/...             the training-time copy of the `pipeline` package (code_paths)
+    input_example.json, serving_input_example.json, requirements.txt, python_env.yaml, ...
+
+Code: `code_paths` ships the `pipeline` package with the model, so a fresh process (e.g.
+`mlflow models serve`) prices with the feature code the model was trained with. A process that
+has already imported `pipeline` (the evaluator, the BentoML service in this repo) keeps its own
+import, i.e. the repo's code; the run's `git_commit` tag names the commit the model came from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import xgboost as xgb
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from pipeline.config import REPO_ROOT
+from pipeline.model.market_state import MarketState
+from pipeline.model.pricer import CONTRACT_COLUMNS, DEFAULT_BASE_IV, IV_CAP, IV_FLOOR, STATE_COLUMNS
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+BOOSTER_FILE, META_FILE, STATE_DIR = "booster.ubj", "model_meta.json", "state"
+# the distributions pyfunc_model.py imports, directly or through pipeline/ (their own
+# dependencies come with them); listing them spares MLflow's slow requirement inference
+REQUIREMENTS = ("mlflow", "xgboost-cpu", "pandas", "numpy", "scipy", "pyarrow", "hydra-core",
+                "omegaconf", "tenacity")  # fmt: skip
+EXAMPLE_COLUMNS = (*CONTRACT_COLUMNS, "option")
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle")
+
+
+def signature() -> ModelSignature:
+    """Inputs: the raw contract fields (required) and the optional columns; outputs iv, price."""
+    types = {"underlying": "string", "option_type": "string", "strike": "double",
+             "expiry": "datetime", "quote_date": "datetime", "spot": "double"}  # fmt: skip
+    optional = [ColSpec("string", "option", required=False),
+                ColSpec("double", "rate", required=False),
+                ColSpec("double", "dividend_yield", required=False)]  # fmt: skip
+    optional += [ColSpec("double", c, required=False) for c in STATE_COLUMNS]
+    inputs = Schema([ColSpec(t, c) for c, t in types.items()] + optional)
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "iv"),
+                                                         ColSpec("double", "price")]))  # fmt: skip
+
+
+def input_example(frame: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """A few raw contract rows (contract fields and OCC symbol only) from a feature table."""
+    rows = frame.drop_duplicates("underlying").head(n)
+    if len(rows) < n:
+        rows = pd.concat([rows, frame.head(n - len(rows))])
+    return rows[list(EXAMPLE_COLUMNS)].reset_index(drop=True)
+
+
+def requirements() -> list[str]:
+    """Pinned pip requirements of the running environment (no slow inference by MLflow)."""
+    pins = []
+    for dist in REQUIREMENTS:
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            pins.append(dist)
+    return pins
+
+
+def save_artifacts(booster: xgb.Booster, state: MarketState, meta: dict, folder: Path) -> dict:
+    """Write the booster (UBJSON), the state and the metadata into `folder`; pyfunc artifacts."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    booster.save_model(folder / BOOSTER_FILE)
+    state.save(folder / STATE_DIR)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return {"booster": str(folder / BOOSTER_FILE), "state": str(folder / STATE_DIR),
+            "meta": str(folder / META_FILE)}  # fmt: skip
+
+
+def model_meta(features: list[str], booster: xgb.Booster, extra: dict | None = None) -> dict:
+    """What pyfunc_model.py needs besides the booster and the state, plus provenance."""
+    return {
+        "format_version": 1,
+        "features": list(features),
+        "target": "iv (market mid implied vol)",
+        "base_margin": ["prev_surface_iv", "rv_20d", DEFAULT_BASE_IV],
+        "iv_clip": [IV_FLOOR, IV_CAP],
+        "best_iteration": int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1),
+        "xgboost_version": xgb.__version__,
+        **(extra or {}),
+    }
+
+
+@contextmanager
+def quiet_artifact_transfers():
+    """No tqdm bars from MLflow's artifact copies (they flood task logs and test output)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+class _NoPipVersionWarning(logging.Filter):
+    """MLflow warns when the env has no `pip` (uv venvs don't): the model's conda.yaml then lists
+    an unpinned pip, which is what we want; the warning is noise in every training run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to resolve installed pip version" not in record.getMessage()
+
+
+logging.getLogger("mlflow.utils.environment").addFilter(_NoPipVersionWarning())
+
+
+def log_pricer(booster, state, features, example: pd.DataFrame, meta_extra: dict | None = None):
+    """Log the model under the active run as `model` (models from code); returns ModelInfo."""
+    with tempfile.TemporaryDirectory(prefix="pricer_") as tmp, quiet_artifact_transfers():
+        artifacts = save_artifacts(
+            booster, state, model_meta(features, booster, meta_extra), Path(tmp)
+        )
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts=artifacts,
+            code_paths=[str(REPO_ROOT / "pipeline")],
+            signature=signature(),
+            input_example=example,
+            pip_requirements=requirements(),
+        )
+
+
+def downloaded_pickles(model_uri: str) -> list[str]:
+    """Download the logged model `model_uri` and list its pickle files (relative paths)."""
+    with tempfile.TemporaryDirectory(prefix="model_check_") as tmp, quiet_artifact_transfers():
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        return [str(p.relative_to(local)) for p in find_pickles(local)]
+
+
+def find_pickles(directory: Path) -> list[Path]:
+    """Files under `directory` that are pickles: a pickle-ish suffix, or the magic of pickle
+    protocols 2-5 (b'\\x80' then the protocol byte) at the start of the file."""
+    found = []
+    for path in sorted(Path(directory).rglob("*")):
+        if not path.is_file():
+            continue
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if path.suffix in PICKLE_SUFFIXES or (
+            len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+        ):
+            found.append(path)
+    return found

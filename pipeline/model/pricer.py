@@ -1,0 +1,185 @@
+"""Pricing raw contracts with a trained booster (pure; no I/O). Training and serving both use it.
+
+Input: one row per contract with `CONTRACT_COLUMNS` (underlying, option_type "C"/"P", strike,
+expiry, quote_date, spot) and any of `OPTIONAL_COLUMNS`:
+- `option` (OCC symbol): looks up the contract's previous-day IV in the market state;
+- `rate`, `dividend_yield`: default (also where null) to the state's conventions (cfg.market);
+- `STATE_COLUMNS` (rv_5d, rv_10d, rv_20d, prev_iv, prev_surface_iv, prev_atm_iv, prev_skew): used
+  as given when the column is present (a null means "unknown", as in the feature files, where e.g.
+  prev_iv is null for a new contract); absent columns come from the MarketState snapshot.
+Other columns are ignored (a feature table may be passed as is: its `iv` target is never read).
+
+Features are built by feature_engineer's own functions (`contract_geometry`, `state_features`),
+so a contract priced here gets exactly the features it would have had in training.
+
+The booster predicts IV as a correction to a base level, the previous day's fitted surface at the
+contract (`prev_surface_iv`; the underlying's rv_20d where there is no surface, then 20%), passed
+to XGBoost as base_margin. Day-to-day IV changes are small next to the IV's level, so learning the
+change (from yesterday's information only) is much easier than learning the level.
+
+Output: DataFrame(iv, price) on the input's index; iv clipped to [IV_FLOOR, IV_CAP] (a 1% vol
+floor: trees can extrapolate below zero on unseen inputs, and a non-positive vol has no price);
+price = Black-Scholes-Merton with that IV (pipeline.quant.black_scholes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from pipeline.feature_engineer import contract_geometry, state_features
+from pipeline.model.market_state import MarketState
+from pipeline.quant.black_scholes import black_price
+
+CONTRACT_COLUMNS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot")
+STATE_COLUMNS = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
+                 "prev_skew")  # fmt: skip
+OPTIONAL_COLUMNS = ("option", "rate", "dividend_yield", *STATE_COLUMNS)
+# state columns that come from the underlying's saved state (prev_iv comes from the contract's)
+UNDERLYING_STATE_COLUMNS = tuple(c for c in STATE_COLUMNS if c != "prev_iv")
+IV_FLOOR, IV_CAP = 0.01, 5.0
+DEFAULT_BASE_IV = 0.20  # base level where neither a surface nor a realised vol is known
+MAX_REPORTED = 10  # problems listed in one ContractError message
+
+
+class ContractError(ValueError):
+    """Invalid contract rows; the message names each row index and its problem."""
+
+
+def _show(value) -> str:
+    """A bad input value as the caller wrote it: text quoted, numbers plain (no np.float64(...))."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").astype(float)
+
+
+def validate_contracts(contracts: pd.DataFrame, state: MarketState) -> pd.DataFrame:
+    """The known columns of `contracts`, typed and checked (a new frame, same index).
+
+    Raises ContractError naming row index and problem: missing column or value, unknown option
+    type, non-positive strike/spot, expiry not after quote date, non-finite numbers, unknown
+    underlying when the market-state columns are not all given."""
+    if not isinstance(contracts, pd.DataFrame):
+        raise ContractError(f"expected a DataFrame of contracts, got {type(contracts).__name__}")
+    missing = [c for c in CONTRACT_COLUMNS if c not in contracts.columns]
+    if missing:
+        raise ContractError(f"missing required column(s) {missing} (all rows); required: "
+                            f"{list(CONTRACT_COLUMNS)}, optional: {list(OPTIONAL_COLUMNS)}")  # fmt: skip
+    c = contracts[[col for col in (*CONTRACT_COLUMNS, *OPTIONAL_COLUMNS) if col in contracts]]
+    c = c.copy()
+    problems: list[tuple[object, str]] = []
+
+    def flag(mask, message) -> None:
+        for idx in c.index[np.asarray(mask, bool)]:
+            problems.append((idx, message(idx)))
+
+    raw = contracts
+    for col in ("underlying", "option_type"):
+        flag(raw[col].isna(), lambda i, col=col: f"missing {col}")
+    c["underlying"] = raw["underlying"].astype(str)
+    c["option_type"] = raw["option_type"].astype(str).str.strip().str.upper()
+    bad_type = raw["option_type"].notna() & ~c["option_type"].isin(["C", "P"])
+    flag(bad_type, lambda i: f"option_type {_show(raw.at[i, 'option_type'])} is not 'C' or 'P'")
+    for col in ("strike", "spot"):
+        c[col] = _numbers(raw[col])
+        v = c[col].to_numpy()
+        flag(
+            ~np.isfinite(v),
+            lambda i, col=col: f"{col} {_show(raw.at[i, col])} is not a finite number",
+        )
+        flag(
+            np.isfinite(v) & (v <= 0),
+            lambda i, col=col: f"{col} must be positive, got {c.at[i, col]}",
+        )
+    for col in ("expiry", "quote_date"):
+        c[col] = pd.to_datetime(raw[col], errors="coerce")
+        flag(c[col].isna(), lambda i, col=col: f"{col} {_show(raw.at[i, col])} is not a date")
+    late = (c["expiry"] <= c["quote_date"]).to_numpy()
+    flag(late, lambda i: f"expiry {c.at[i, 'expiry']:%Y-%m-%d} is not after quote_date "
+                         f"{c.at[i, 'quote_date']:%Y-%m-%d}")  # fmt: skip
+    for col in ("rate", "dividend_yield", *STATE_COLUMNS):
+        if col in c:
+            c[col] = _numbers(raw[col])
+            text = raw[col].notna() & c[col].isna()  # a value that is not a number
+            flag(
+                text | np.isinf(c[col]),
+                lambda i, col=col: f"{col} {_show(raw.at[i, col])} is not a finite number",
+            )
+    if "option" in c:
+        c["option"] = raw["option"].where(raw["option"].notna(), None)
+    absent = [col for col in UNDERLYING_STATE_COLUMNS if col not in c]
+    if absent:
+        unknown = raw["underlying"].notna() & ~c["underlying"].isin(state.underlyings)
+        flag(unknown, lambda i: f"unknown underlying {c.at[i, 'underlying']!r}: no market state "
+             f"saved for it (known: {sorted(state.underlyings)}); pass the columns {absent}")  # fmt: skip
+    if problems:
+        rows = sorted({str(i) for i, _ in problems})
+        shown = "; ".join(f"row {i}: {p}" for i, p in problems[:MAX_REPORTED])
+        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
+        raise ContractError(f"{len(rows)} invalid contract row(s): {shown}{more}")
+    return c
+
+
+def model_features(contracts: pd.DataFrame, state: MarketState) -> pd.DataFrame:
+    """Validated contracts → geometry (t_years, forward, discount, moneyness, is_call, ...) and the
+    market-state features (given columns as given, the rest from `state`), on the input's index."""
+    # positional from here on: a caller's index may repeat labels; it is put back at the end
+    c = validate_contracts(contracts, state).reset_index(drop=True)
+    if "rate" in c:
+        c["rate"] = c["rate"].fillna(state.rate)
+    if "dividend_yield" in c:
+        default_q = c["underlying"].map(state.dividend_yields).fillna(state.default_dividend_yield)
+        c["dividend_yield"] = c["dividend_yield"].fillna(default_q)
+    geometry = contract_geometry(c, state.market)
+    snapshot = state_features(geometry, state.realised, state.surfaces, state.contract_ivs)
+    given = [col for col in STATE_COLUMNS if col in c]
+    snapshot[given] = c[given]
+    # vol_time as state_features defines it, now from the rv_20d actually used
+    snapshot["vol_time"] = snapshot["rv_20d"] * geometry["sqrt_t"]
+    geometry = geometry.drop(columns=[col for col in snapshot.columns if col in geometry])
+    return pd.concat([geometry, snapshot], axis=1).set_axis(contracts.index)
+
+
+def base_iv(features: pd.DataFrame) -> np.ndarray:
+    """The level the booster corrects: prev_surface_iv, else rv_20d, else DEFAULT_BASE_IV."""
+    base = features["prev_surface_iv"].astype(float)
+    if "rv_20d" in features:
+        base = base.fillna(features["rv_20d"].astype(float))
+    return base.fillna(DEFAULT_BASE_IV).to_numpy(float)
+
+
+def design_matrix(features: pd.DataFrame, names: Sequence[str], label=None) -> xgb.DMatrix:
+    """The booster's input: the `names` columns in order, with `base_iv` as base margin."""
+    return xgb.DMatrix(
+        features[list(names)].astype(float),
+        label=label,
+        base_margin=base_iv(features),
+        feature_names=list(names),
+    )
+
+
+def predict_iv(features: pd.DataFrame, booster: xgb.Booster, names: Sequence[str]) -> np.ndarray:
+    """Clipped IV predictions for a frame that has the `names` feature columns."""
+    if features.empty:
+        return np.empty(0)
+    raw = booster.predict(design_matrix(features, names))
+    return np.clip(raw, IV_FLOOR, IV_CAP)
+
+
+def predict_frame(
+    contracts: pd.DataFrame, booster: xgb.Booster, state: MarketState, features: Sequence[str]
+) -> pd.DataFrame:
+    """Raw contract rows → DataFrame(iv, price) on the input's index (see the module docstring)."""
+    feats = model_features(contracts, state)
+    iv = predict_iv(feats, booster, features)
+    price = black_price(
+        feats["forward"], feats["strike"], feats["t_years"], feats["discount"], iv,
+        feats["is_call"].astype(bool),
+    )  # fmt: skip
+    return pd.DataFrame({"iv": iv, "price": np.asarray(price, float)}, index=contracts.index)

@@ -1,0 +1,77 @@
+"""MLflow records of a training run (thin wrappers; the task decides what to log).
+
+- log_curves: per-iteration train/validation RMSE as metric steps (`train_rmse`, `validation_rmse`);
+- log_datasets: the train/validation/holdout rows as MLflow datasets (digest by MLflow; name
+  `features_<start>_<end>`; tags start, end, days, rows, files_sha256 = sha256 of the fold's
+  feature files' digests), contexts `train`, `validation`, `holdout`;
+- check_no_pickle: download a logged model and fail if any file in it is a pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.types import ColSpec, Schema
+
+from pipeline.artifacts import file_digest
+from pipeline.errors import PipelineError
+from pipeline.model.packaging import downloaded_pickles
+from pipeline.model.training import Split
+
+
+def log_curves(evals: dict) -> None:
+    """Per-iteration RMSE as metric steps, in batches (one call per point is slow on sqlite)."""
+    now = int(time.time() * 1000)
+    points = [Metric(f"{fold}_rmse", float(v), now, step)
+              for fold in ("train", "validation") for step, v in enumerate(evals[fold]["rmse"])]  # fmt: skip
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for i in range(0, len(points), 1000):
+        client.log_batch(run_id, metrics=points[i : i + 1000])
+
+
+def dataset(rows: pd.DataFrame, source: Path, name: str):
+    """An MLflow PandasDataset of `rows` (dates + floats), its schema computed here: MLflow's own
+    inference checks every value for null in a Python loop (minutes on a full market's rows)."""
+    with warnings.catch_warnings():  # MLflow registers the local source twice ("" and file:)
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+        dataset = mlflow.data.from_pandas(rows, source=str(source), name=name, targets="iv")
+    dataset.__dict__["schema"] = Schema([  # where the `schema` cached_property keeps its value
+        ColSpec("datetime" if pd.api.types.is_datetime64_dtype(rows[c]) else "double", c,
+                required=bool(rows[c].notna().all()))
+        for c in rows.columns
+    ])  # fmt: skip
+    return dataset
+
+
+def log_datasets(
+    frames: dict, paths: dict, split: Split, features: list[str], source: Path
+) -> None:
+    """The three folds as MLflow datasets (one batch: each log_input call costs ~1 s on sqlite)."""
+    datasets, contexts, tags = [], [], []
+    for fold, days in (("train", split.train), ("validation", split.validation),
+                       ("holdout", split.holdout)):  # fmt: skip
+        rows = pd.concat([frames[d] for d in days], ignore_index=True)
+        rows = rows[rows["iv_reliable"].astype(bool)]
+        # the model's view of the rows: dates + float features and target. Text columns would
+        # make MLflow's schema inference scan every value (~1 s per 20k rows); integer columns
+        # draw its missing-value warning (is_call)
+        rows = rows[["quote_date"]].join(rows[[*features, "iv"]].astype(float))
+        files = hashlib.sha256("".join(file_digest(paths[d]) for d in days).encode()).hexdigest()
+        name = f"features_{days[0]:%Y%m%d}_{days[-1]:%Y%m%d}"
+        datasets.append(dataset(rows, source, name))
+        contexts.append(fold)
+        tags.append({"start": str(days[0]), "end": str(days[-1]), "days": str(len(days)),
+                     "rows": str(len(rows)), "files_sha256": files})  # fmt: skip
+    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+
+
+def check_no_pickle(model_uri: str) -> None:
+    found = downloaded_pickles(model_uri)
+    if found:
+        raise PipelineError(f"the logged model {model_uri} contains pickles: {found}")

@@ -1,0 +1,216 @@
+"""model_train: the window's feature tables → an XGBoost IV model → MLflow model → Staging.
+
+Reads: `data/processed/features_YYYYMMDD.<ext>` of the `model_train.days` trading days ending at
+the date (the days that have a file). Target: `iv` on rows with `iv_reliable`; features:
+`model_train.features` (only feature_engineer.MODEL_FEATURES: nothing from the same day's mids).
+Split by date: train | validation (early stopping) | holdout (the last `holdout_days`).
+
+Writes: `reports/model/train_summary_YYYYMMDD.json` (split, figures, model URI and version) and
+`reports/model/{learning_curve,feature_importance,pred_vs_actual,residual_buckets}_YYYYMMDD.png`.
+MLflow (in the task's run): params = the runtime's resolved config (model_train, retry, market,
+data_format, registry); metrics = per-iteration `train_rmse`/`validation_rmse` (steps), the best
+iteration's figures, holdout figures of the model and of both baselines; inputs = the train,
+validation and holdout frames as datasets (MLflow digest; date range and file sha256 in name and
+tags); the model `model` (pipeline.model.packaging: models from code, no pickle, checked); tags =
+the split dates, the feature list and the market-state date. With `model_train.register`, a new
+version of `registry.model_name` goes to Staging with the same tags (pipeline.registry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from pipeline.artifacts import read_frame, write_json
+from pipeline.errors import ConfigError
+from pipeline.evaluation import baseline_predictions, regression_metrics
+from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.market.calendar import shift_trading_days, trading_days
+from pipeline.model import packaging, plots, tracking
+from pipeline.model.market_state import MarketState
+from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, predict_frame
+from pipeline.model.training import (
+    Split,
+    check_features,
+    required_days,
+    split_dates,
+    train_model,
+    xgb_params,
+)
+from pipeline.registry import Registry
+from pipeline.runtime import TaskContext, TaskSpec, execute
+
+__all__ = ["SPEC", "main", "read_features", "train_model"]
+READ_COLUMNS = list(dict.fromkeys([*CONTRACT_COLUMNS, *OPTIONAL_COLUMNS, *MODEL_FEATURES, "iv",
+                                   "iv_reliable", "bid", "ask", "mid", "forward", "discount"]))  # fmt: skip
+MIN_MID_FOR_MAPE = 0.10  # DOMAIN.md: MAPE on mids of at least 10 cents
+PLOTS = ("learning_curve", "feature_importance", "pred_vs_actual", "residual_buckets")
+
+
+def window(ctx: TaskContext) -> list[dt.date]:
+    """The `days` trading days ending at the task's date."""
+    return trading_days(shift_trading_days(ctx.date, -(int(ctx.task_cfg.days) - 1)), ctx.date)
+
+
+def feature_paths(ctx: TaskContext) -> dict[dt.date, Path]:
+    """Feature files of the window that exist, by date."""
+    paths = {d: ctx.artifacts.features(d) for d in window(ctx)}
+    return {d: p for d, p in paths.items() if p.exists()}
+
+
+def read_features(path: Path) -> pd.DataFrame:
+    """The columns of a feature file that training, pricing and scoring read; datetimes parsed."""
+    df = read_frame(path, READ_COLUMNS)
+    for col in ("quote_date", "expiry"):  # csv keeps datetimes as text
+        if not pd.api.types.is_datetime64_dtype(df[col]):
+            df[col] = pd.to_datetime(df[col])
+    return df
+
+
+def holdout_scores(holdout: pd.DataFrame, model: pd.DataFrame) -> dict[str, float]:
+    """Model and baseline figures on the holdout rows every predictor can price."""
+    preds = {"model": model, **baseline_predictions(holdout)}
+    ok = np.isfinite(holdout["iv"].to_numpy(float))
+    for p in preds.values():
+        ok &= np.isfinite(p[["iv", "price"]].to_numpy(float)).all(axis=1)
+    h = holdout[ok]
+    out = {}
+    for name, p in preds.items():
+        m = regression_metrics(h["iv"], p["iv"][ok], h["mid"], p["price"][ok], h["bid"], h["ask"],
+                               MIN_MID_FOR_MAPE)  # fmt: skip
+        prefix = "holdout." if name == "model" else f"holdout.{name}."
+        out |= {f"{prefix}{k}": v for k, v in m.items()}
+    best = min(out["holdout.baseline_hist_vol.iv_rmse"], out["holdout.baseline_prev_iv.iv_rmse"])
+    out["holdout.iv_rmse_vs_best_baseline"] = out["holdout.iv_rmse"] / best if best else np.nan
+    return out
+
+
+def _plots(ctx, booster, evals, features, holdout, pred) -> None:
+    """The four PNGs (reports/model/<name>_YYYYMMDD.png), logged by the runtime as artifacts."""
+    a, d = ctx.artifacts, ctx.date
+    best = int(booster.attr("best_iteration"))
+    ctx.reports += [
+        plots.learning_curve(evals, best, a.model_plot("learning_curve", d)),
+        plots.feature_importance(
+            booster.get_score(importance_type="total_gain"),
+            features,
+            a.model_plot("feature_importance", d),
+        ),
+        plots.pred_vs_actual(holdout["iv"], pred["iv"], a.model_plot("pred_vs_actual", d)),
+        plots.residual_buckets(holdout, pred["iv"], a.model_plot("residual_buckets", d)),
+    ]
+
+
+def _figures(booster, evals: dict, holdout: pd.DataFrame, pred: pd.DataFrame) -> dict:
+    """The run's headline metrics: best iteration and its RMSEs, fold sizes, holdout scores."""
+    best = int(booster.attr("best_iteration"))
+    return {
+        "best_iteration": best,
+        "best_train_rmse": evals["train"]["rmse"][best],
+        "best_validation_rmse": evals["validation"]["rmse"][best],
+        "rows_train": int(booster.attr("rows_train")),
+        "rows_validation": int(booster.attr("rows_validation")),
+        "rows_holdout": len(holdout),
+        **holdout_scores(holdout, pred),
+    }
+
+
+def _publish(ctx, booster, state, features, holdout, split: Split, tags: dict):
+    """Log the model, check it holds no pickle, register it (model_train.register) → (ModelInfo,
+    version or None)."""
+    info = packaging.log_pricer(booster, state, features, packaging.input_example(holdout),
+                                meta_extra={"split": split.tags()})  # fmt: skip
+    tracking.check_no_pickle(info.model_uri)
+    if not ctx.task_cfg.register:
+        return info, None
+    run_id = mlflow.active_run().info.run_id
+    mv = Registry(ctx.cfg.registry.model_name).register_candidate(info.model_uri, run_id, tags)
+    mlflow.set_tag("model_version", str(mv.version))
+    return info, str(mv.version)
+
+
+def _summary(ctx, info, version, split: Split, features, state, figures) -> dict:
+    """reports/model/train_summary_YYYYMMDD.json's content."""
+    folds = {"train": split.train, "validation": split.validation, "holdout": split.holdout}
+    return {
+        "date": str(ctx.date),
+        "run_id": mlflow.active_run().info.run_id,
+        "model_uri": info.model_uri,
+        "registered_model": ctx.cfg.registry.model_name if version else None,
+        "model_version": version,
+        "split": {**split.tags(), **{f"{k}_days": len(v) for k, v in folds.items()}},
+        "features": features,
+        "xgboost_params": xgb_params(ctx.task_cfg),
+        "state_as_of": str(state.as_of),
+        "metrics": {k: (float(v) if np.isfinite(v) else None) for k, v in figures.items()},
+    }
+
+
+def run(ctx: TaskContext) -> None:
+    cfg = ctx.task_cfg
+    features = check_features(cfg.features)
+    paths, days = feature_paths(ctx), window(ctx)
+    if len(days) < required_days(cfg):
+        raise ConfigError(f"model_train.days={cfg.days} cannot hold the split: it needs at least "
+                          f"{required_days(cfg)} (min_train_days + validation_days + holdout_days)")  # fmt: skip
+    split_dates(list(paths), cfg, window=(days[0], days[-1]))  # DataError naming any shortfall
+    frames = {d: read_features(p) for d, p in paths.items()}
+    started = time.perf_counter()
+    booster, evals, split = train_model(frames, cfg)
+    ctx.metric("train_seconds", time.perf_counter() - started)
+    # the freshest state (the window's last day) serves prices after it; the holdout below
+    # passes each day's own state columns, so the snapshot cannot leak into its scores
+    last = split.holdout[-1]
+    state = MarketState.from_features(frames[last], ctx.cfg.market, last)
+    holdout = pd.concat([frames[d] for d in split.holdout], ignore_index=True)
+    holdout = holdout[holdout["iv_reliable"].astype(bool)].reset_index(drop=True)
+    pred = predict_frame(holdout, booster, state, features)  # the serving path
+    figures = _figures(booster, evals, holdout, pred)
+    for key, value in figures.items():
+        if np.isfinite(value):
+            ctx.metric(key, value)
+    tracking.log_curves(evals)
+    tracking.log_datasets(frames, paths, split, features, ctx.artifacts.processed_dir)
+    _plots(ctx, booster, evals, features, holdout, pred)
+    tags = {**split.tags(), "features": ",".join(features), "state_as_of": str(state.as_of)}
+    mlflow.set_tags(tags)
+    started = time.perf_counter()
+    info, version = _publish(ctx, booster, state, features, holdout, split, tags)
+    ctx.metric("log_model_seconds", time.perf_counter() - started)
+    ctx.log.info(
+        "trained on %s..%s (%d rows), early-stopped at %d; holdout %s..%s IV RMSE %.5f vs "
+        "baselines hist-vol %.5f, prev-iv %.5f; model %s%s",
+        split.train[0], split.train[-1], figures["rows_train"], figures["best_iteration"],
+        split.holdout[0], split.holdout[-1], figures["holdout.iv_rmse"],
+        figures["holdout.baseline_hist_vol.iv_rmse"], figures["holdout.baseline_prev_iv.iv_rmse"],
+        info.model_uri, f" → {ctx.cfg.registry.model_name} v{version} (Staging)" if version else "",
+    )  # fmt: skip
+    summary = _summary(ctx, info, version, split, features, state, figures)
+    ctx.reports.append(write_json(summary, ctx.artifacts.train_summary(ctx.date)))
+
+
+SPEC = TaskSpec(
+    name="model_train",
+    run=run,
+    inputs=lambda ctx: list(feature_paths(ctx).values()),
+    outputs=lambda ctx: (
+        [ctx.artifacts.train_summary(ctx.date)]
+        + [ctx.artifacts.model_plot(p, ctx.date) for p in PLOTS]
+    ),
+    config_keys=("market", "data_format", "registry"),
+)
+
+
+def main(cfg) -> None:
+    execute(SPEC, cfg)
+
+
+if __name__ == "__main__":
+    from pipeline.cli import run_cli
+
+    run_cli(main)
