@@ -1,0 +1,116 @@
+"""The deployment gate: a pure function of the evaluation summary and the thresholds in config.
+
+Rules (the candidate fails on any of them; the reasons are sentences with the figures):
+1. it must have been scored (a finite IV RMSE on at least one holdout row);
+2. with a Production model: candidate IV RMSE ≤ Production's × (1 + production_margin)
+   (exactly at the limit passes);
+3. candidate IV RMSE ≤ the best (lowest) baseline's IV RMSE;
+4. quant checks on its prices: share of put-call parity breaches ≤ parity_tolerance, of
+   strike-monotonicity and of convexity breaches each ≤ monotonic_tolerance, of prices outside
+   the no-arbitrage bounds ≤ bounds_tolerance (missing checks fail). Parity and strike-shape
+   breaches count when they exceed the quoted half-spreads of the legs (`share_beyond_spread`:
+   an arbitrage one could trade at the quotes); a breach of a tick alone is within the market's
+   own noise (the quoted mids themselves break parity by more than a tick on most pairs).
+   Without bid/ask the tick-based share is used.
+A passing verdict's reasons say why each rule passed; a failing one lists only the broken rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from pipeline.evaluation import BASELINES
+
+REL_EPS = 1e-9  # float slack so "exactly at the margin" is not lost to rounding
+QUANT_RULES = (  # check name, config threshold, words
+    ("parity", "parity_tolerance", "put-call parity breaches"),
+    ("monotonic", "monotonic_tolerance", "strike-monotonicity breaches"),
+    ("convexity", "monotonic_tolerance", "strike-convexity breaches"),
+    ("bounds", "bounds_tolerance", "prices outside the no-arbitrage bounds (beyond a tick)"),
+)
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    reasons: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)  # the figures the verdict read
+
+
+def _vp(iv: float) -> str:
+    return f"{100 * iv:.3f} vol points"
+
+
+def _worse(value: float, limit: float) -> bool:
+    return value > limit and not math.isclose(value, limit, rel_tol=REL_EPS)
+
+
+def gate_verdict(summary: dict, cfg) -> Verdict:
+    """Verdict on the candidate from `summary` (evaluation.summarise's dict, optionally with
+    `models.production.version`) and `cfg` (model_evaluate: production_margin and tolerances)."""
+    metrics = summary.get("metrics", {})
+    cand = (metrics.get("candidate") or {}).get("iv_rmse")
+    if cand is None or not math.isfinite(cand):
+        return Verdict(
+            False,
+            [
+                "the candidate has no IV RMSE: no holdout row could be scored "
+                f"({summary.get('holdout', {}).get('rows_scored', 0)} rows scored)"
+            ],
+        )
+    fails: list[str] = []
+    passes: list[str] = []
+    figures = {"candidate.iv_rmse": cand}
+
+    prod = (metrics.get("production") or {}).get("iv_rmse")
+    if prod is not None and math.isfinite(prod) and prod > 0:
+        margin = float(cfg.production_margin)
+        version = ((summary.get("models") or {}).get("production") or {}).get("version")
+        who = f"Production (v{version})" if version else "Production"
+        rel = cand / prod - 1
+        figures |= {"production.iv_rmse": prod, "relative_to_production": rel}
+        text = (
+            f"candidate IV RMSE {_vp(cand)} is {rel:+.2%} vs {who}'s {_vp(prod)} "
+            f"(allowed: at most {margin:+.2%})"
+        )
+        (fails if _worse(cand, prod * (1 + margin)) else passes).append(text)
+    else:
+        passes.append("no Production model to compare against")
+
+    base = {
+        b: metrics[b]["iv_rmse"]
+        for b in BASELINES
+        if (metrics.get(b) or {}).get("iv_rmse") is not None
+    }
+    if base:
+        best = min(base, key=base.get)
+        figures |= {"best_baseline.iv_rmse": base[best]}
+        skill = 1 - cand / base[best] if base[best] else float("nan")
+        verb = "is worse than" if _worse(cand, base[best]) else "beats or matches"
+        text = (
+            f"candidate IV RMSE {_vp(cand)} {verb} the best baseline {best} "
+            f"({_vp(base[best])}; skill {skill:+.1%})"
+        )
+        (fails if _worse(cand, base[best]) else passes).append(text)
+
+    quant = (summary.get("quant") or {}).get("candidate") or {}
+    for check, key, words in QUANT_RULES:
+        result = quant.get(check)
+        tol = float(cfg[key])
+        if result is None:
+            fails.append(f"quant check '{check}' was not computed on the candidate's prices")
+            continue
+        checked = int(result["checked"])
+        if "share_beyond_spread" in result:
+            share, words = (
+                float(result["share_beyond_spread"]),
+                f"{words} beyond the quoted spreads",
+            )
+        else:
+            share = float(result["share"])
+        figures[f"{check}_share"] = share
+        text = f"{words}: {share:.2%} of {checked} checked (tolerance {tol:.2%})"
+        (fails if share > tol else passes).append(text)
+
+    return Verdict(not fails, fails or passes, figures)
