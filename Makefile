@@ -10,7 +10,7 @@ UI_PORT ?= 5000
 ARGS ?=
 TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: help uv install run fetch validate features ui test test-fast lint format bench clean
+.PHONY: help uv install run fetch validate features train evaluate deploy promote rollback history ui test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ uv: ## Install uv with pip if it is not on PATH
 
 install: .venv/.synced ## Create the locked environment in .venv (uv sync --frozen)
 
-run: install ## Run the main job (fetch -> validate -> features over 60 trading days, synthetic market)
+run: install ## Run main: fetch -> validate -> features over 60 trading days, then train -> evaluate -> deploy gate (Staging)
 	$(RUN) python -m pipeline.main $(ARGS)
 
 fetch: install ## Run data_fetch for one day (ARGS='date=2026-03-02 data_fetch=cboe')
@@ -36,6 +36,24 @@ validate: install ## Run data_validate for one day
 
 features: install ## Run feature_engineer for one day
 	$(RUN) python -m pipeline.feature_engineer $(ARGS)
+
+train: install ## Run model_train (ARGS='date=... model_train.max_depth=4'; sweeps: ARGS='-m model_train.max_depth=4,6,8')
+	$(RUN) python -m pipeline.model_train $(ARGS)
+
+evaluate: install ## Run model_evaluate: Staging candidate vs Production vs baselines, records the gate verdict
+	$(RUN) python -m pipeline.model_evaluate $(ARGS)
+
+deploy: install ## Run model_deploy: the gate (awaiting approval unless model_deploy.auto_promote=true)
+	$(RUN) python -m pipeline.model_deploy $(ARGS)
+
+promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)
+	$(RUN) python -m pipeline.promote $(if $(VERSION),registry.version=$(VERSION)) $(if $(FORCE),registry.force=true) $(if $(REASON),'registry.reason="$(REASON)"') $(ARGS)
+
+rollback: install ## Restore the previous Production version (REASON="...")
+	$(RUN) python -m pipeline.rollback $(if $(REASON),'registry.reason="$(REASON)"') $(ARGS)
+
+history: install ## Promotion/rollback history and the registry's current state
+	$(RUN) python -m pipeline.history $(ARGS)
 
 ui: install ## MLflow UI on http://127.0.0.1:5000 (compare runs, see params/metrics/artifacts)
 	$(RUN) mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(UI_PORT)

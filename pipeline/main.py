@@ -1,14 +1,18 @@
 """main: the pipeline over a range of trading days, every task a nested MLflow run.
 
-Tasks run in-process (a subprocess per task costs seconds of start-up each), day by day, in the
-order of `main.tasks`. Each task's checkpoint makes re-runs cheap: a day whose inputs and config
-are unchanged is skipped; anything downstream of a change runs again. A PipelineError (schema
-change, too many bad rows, fetch failure) halts the whole run with a non-zero exit.
+    data_fetch → data_validate → feature_engineer      for every trading day of the range, then
+    model_train → model_evaluate → model_deploy        once, on the last day (the gate: Staging)
+
+Tasks run in-process (a subprocess per task costs seconds of start-up each), in the order of
+`main.tasks`. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
+and config are unchanged is reused; anything downstream of a change runs again. A PipelineError
+(schema change, too many bad rows, fetch failure) halts the whole run with a non-zero exit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections import Counter
@@ -17,7 +21,14 @@ import mlflow
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from pipeline import data_fetch, data_validate, feature_engineer
+from pipeline import (
+    data_fetch,
+    data_validate,
+    feature_engineer,
+    model_deploy,
+    model_evaluate,
+    model_train,
+)
 from pipeline.cli import set_console_level
 from pipeline.config import to_container
 from pipeline.errors import ConfigError
@@ -33,7 +44,9 @@ from pipeline.runtime import (
 )
 
 log = logging.getLogger("pipeline.main")  # not __name__: that is "__main__" under python -m
-SPECS = {spec.name: spec for spec in (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)}
+DAILY = (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)  # once per trading day
+FINAL = (model_train.SPEC, model_evaluate.SPEC, model_deploy.SPEC)  # once, on the last day
+SPECS = {spec.name: spec for spec in (*DAILY, *FINAL)}
 
 
 def date_range(cfg: DictConfig) -> list[dt.date]:
@@ -46,7 +59,9 @@ def date_range(cfg: DictConfig) -> list[dt.date]:
     else:
         start = parse_date(cfg.start_date, "main.start_date")
     if start > end:
-        raise ConfigError(f"invalid date range: main.start_date={start} is after main.end_date={end}")
+        raise ConfigError(
+            f"invalid date range: main.start_date={start} is after main.end_date={end}"
+        )
     days = trading_days(start, end)
     if not days:
         raise ConfigError(f"no trading days between {start} and {end}")
@@ -62,16 +77,33 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
     outcomes: list[TaskOutcome] = []
     started = time.perf_counter()
     tags = {"pipeline.task": "main", "git_commit": git_commit() or "unknown"}
+    daily = [s for s in DAILY if s.name in cfg.main.tasks]
+    final = [s for s in FINAL if s.name in cfg.main.tasks]
     with start_run(f"main {days[0]}..{days[-1]}", tags):
-        log_params({"main": to_container(cfg.main) | {"start": str(days[0]), "end": str(days[-1])},
-                    "data_fetch.source": cfg.data_fetch.source, "data_format": cfg.data_format})
+        log_params(
+            {
+                "main": to_container(cfg.main) | {"start": str(days[0]), "end": str(days[-1])},
+                "data_fetch.source": cfg.data_fetch.source,
+                "data_format": cfg.data_format,
+            }
+        )
         for day in tqdm(days, desc="main", unit="day", disable=None):
-            today = [execute(SPECS[task], cfg, day) for task in cfg.main.tasks]
+            today = [execute(spec, cfg, day) for spec in daily]
             outcomes += today
             log.info("%s: %s", day, ", ".join(f"{o.task} {o.status}" for o in today))
+        for spec in final:
+            outcome = execute(spec, cfg, days[-1])
+            outcomes.append(outcome)
+            log.info("%s: %s %s", days[-1], spec.name, outcome.status)
         status = Counter(o.status for o in outcomes)
-        mlflow.log_metrics({"days": len(days), "tasks_succeeded": status["succeeded"],
-                            "tasks_skipped": status["skipped"], "duration_s": time.perf_counter() - started})
+        mlflow.log_metrics(
+            {
+                "days": len(days),
+                "tasks_succeeded": status["succeeded"],
+                "tasks_skipped": status["skipped"],
+                "duration_s": time.perf_counter() - started,
+            }
+        )
     return outcomes
 
 
@@ -80,8 +112,31 @@ def main(cfg: DictConfig) -> None:
     outcomes = run_pipeline(cfg)
     status = Counter(o.status for o in outcomes)
     days = sorted({o.date for o in outcomes})
-    print(f"main: {len(days)} trading days {days[0]}..{days[-1]}; tasks run {status['succeeded']}, "
-          f"reused {status['skipped']}. Browse the runs: make ui")
+    print(
+        f"main: {len(days)} trading days {days[0]}..{days[-1]}; tasks run {status['succeeded']}, "
+        f"reused {status['skipped']}."
+    )
+    deploy = next((o for o in outcomes if o.task == "model_deploy"), None)
+    if deploy is not None:
+        print(next_steps(deploy))
+    else:
+        print("Browse the runs: make ui")
+
+
+def next_steps(deploy: TaskOutcome) -> str:
+    """What the user does now, from the deployment status model_deploy wrote."""
+    status = json.loads(deploy.outputs[0].read_text())
+    verdict = status.get("verdict") or {}
+    lines = [
+        f"Model: candidate v{status['candidate_version']} in Staging "
+        f"(gate: {verdict.get('verdict', 'not evaluated')}); "
+        f"Production: {'v' + str(status['production_version']) if status['production_version'] else 'none'}."
+    ]
+    for reason in verdict.get("reasons") or []:
+        lines.append(f"  - {reason}")
+    lines.append(f"Next: {status['next_action']}")
+    lines.append(f"      {model_deploy.NEXT_STEPS}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

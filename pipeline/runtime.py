@@ -64,6 +64,9 @@ class TaskSpec:
     inputs: Callable[[TaskContext], list[Path]]  # files whose bytes key the checkpoint
     outputs: Callable[[TaskContext], list[Path]]  # files the task must leave behind
     config_keys: tuple[str, ...] = ("market", "data_format")  # besides the task's own group
+    # non-file inputs that key the checkpoint, e.g. {"staging": "<version>:<run id>"}
+    upstream: Callable[[TaskContext], dict[str, str]] = lambda ctx: {}
+    log_name: str | None = None  # log file stem when it differs from the task name
 
 
 @dataclass(frozen=True)
@@ -127,25 +130,49 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def task_params(spec: TaskSpec, cfg: DictConfig) -> dict[str, Any]:
     """The task's resolved config: its own group, its retry policy and the shared keys it reads."""
-    params = {spec.name: to_container(cfg[spec.name]), f"retry.{spec.name}": to_container(cfg.retry[spec.name])}
+    params = {
+        spec.name: to_container(cfg[spec.name]),
+        f"retry.{spec.name}": to_container(cfg.retry[spec.name]),
+    }
     for key in spec.config_keys:
         node = cfg[key]
         params[key] = to_container(node) if isinstance(node, DictConfig) else node
     return params
 
 
-def checkpoint_key(spec: TaskSpec, params: dict[str, Any], date: dt.date, inputs: dict[str, str]) -> str:
-    """Task, config (minus `force`), date, input digests and code version, as one sha256."""
+def checkpoint_key(
+    spec: TaskSpec,
+    params: dict[str, Any],
+    date: dt.date,
+    inputs: dict[str, str],
+    upstream: dict[str, str] | None = None,
+) -> str:
+    """Task, config (minus `force`), date, input digests, upstream references and code version,
+    as one sha256. Everything is stringified first so like is compared with like."""
     keyed = json.loads(json.dumps(params, default=str))
     keyed[spec.name].pop("force", None)
     blob = json.dumps(
-        {"task": spec.name, "date": str(date), "config": keyed, "inputs": inputs, "git": git_commit()},
+        {
+            "task": spec.name,
+            "date": str(date),
+            "config": keyed,
+            "inputs": inputs,
+            "upstream": {k: str(v) for k, v in (upstream or {}).items()},
+            "git": git_commit(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _reusable(manifest_path: Path, key: str) -> dict | None:
+def relative(path: Path, root: Path) -> str:
+    """A path as recorded in checkpoints: relative to paths.root when under it, so a moved or
+    copied root keeps its checkpoints valid."""
+    path, root = Path(path), Path(root)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _reusable(manifest_path: Path, key: str, root: Path) -> dict | None:
     if not manifest_path.exists():
         return None
     try:
@@ -155,7 +182,7 @@ def _reusable(manifest_path: Path, key: str) -> dict | None:
     if manifest.get("key") != key:
         return None
     for path, digest in manifest.get("outputs", {}).items():
-        if not Path(path).exists() or file_digest(Path(path)) != digest:
+        if not (root / path).exists() or file_digest(root / path) != digest:
             return None
     return manifest
 
@@ -226,21 +253,41 @@ def execute(spec: TaskSpec, cfg: DictConfig, date: dt.date | None = None) -> Tas
     artifacts = Artifacts(cfg.paths, cfg.data_format)
     ctx = TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))
     params = task_params(spec, cfg)
-    tags = {"pipeline.task": spec.name, "pipeline.date": str(date), "git_commit": git_commit() or "unknown"}
-    with _TaskLog(artifacts.task_log(spec.name, date)) as tlog, start_run(f"{spec.name} {date}", tags) as run:
+    tags = {
+        "pipeline.task": spec.name,
+        "pipeline.date": str(date),
+        "git_commit": git_commit() or "unknown",
+    }
+    with (
+        _TaskLog(artifacts.task_log(spec.log_name or spec.name, date)) as tlog,
+        start_run(f"{spec.name} {date}", tags) as run,
+    ):
         try:
             ctx.log.info("start %s for %s", spec.name, date)
             log_params(params)
-            inputs = {str(p): file_digest(p) for p in spec.inputs(ctx)}
-            key = checkpoint_key(spec, params, date, inputs)
+            inputs = {relative(p, artifacts.root): file_digest(p) for p in spec.inputs(ctx)}
+            upstream = spec.upstream(ctx)
+            if upstream:
+                mlflow.set_tags({f"pipeline.upstream.{k}": str(v) for k, v in upstream.items()})
+            key = checkpoint_key(spec, params, date, inputs, upstream)
             manifest_path = artifacts.checkpoint(spec.name, date)
-            reused = None if cfg[spec.name].force else _reusable(manifest_path, key)
+            reused = None if cfg[spec.name].force else _reusable(manifest_path, key, artifacts.root)
             if reused is not None:
-                ctx.log.info("skipped: inputs and config unchanged since run %s (force=true re-runs)",
-                             reused["run_id"])
-                mlflow.set_tags({"pipeline.status": "skipped", "pipeline.reused_run_id": reused["run_id"]})
-                return TaskOutcome(spec.name, date, "skipped", run.info.run_id,
-                                   [Path(p) for p in reused["outputs"]], reused.get("metrics", {}))
+                ctx.log.info(
+                    "skipped: inputs and config unchanged since run %s (force=true re-runs)",
+                    reused["run_id"],
+                )
+                mlflow.set_tags(
+                    {"pipeline.status": "skipped", "pipeline.reused_run_id": reused["run_id"]}
+                )
+                return TaskOutcome(
+                    spec.name,
+                    date,
+                    "skipped",
+                    run.info.run_id,
+                    [artifacts.root / p for p in reused["outputs"]],
+                    reused.get("metrics", {}),
+                )
             return _run_body(spec, ctx, run.info.run_id, inputs, key, manifest_path)
         except BaseException as exc:
             ctx.log.error("%s failed for %s: %s", spec.name, date, exc)
@@ -250,8 +297,14 @@ def execute(spec: TaskSpec, cfg: DictConfig, date: dt.date | None = None) -> Tas
             mlflow.log_artifact(str(tlog.path))
 
 
-def _run_body(spec: TaskSpec, ctx: TaskContext, run_id: str, inputs: dict[str, str], key: str,
-              manifest_path: Path) -> TaskOutcome:
+def _run_body(
+    spec: TaskSpec,
+    ctx: TaskContext,
+    run_id: str,
+    inputs: dict[str, str],
+    key: str,
+    manifest_path: Path,
+) -> TaskOutcome:
     retrying = build_retrying(ctx.cfg.retry[spec.name], retry_on=TransientError)
     started = time.perf_counter()
     try:
@@ -269,14 +322,25 @@ def _run_body(spec: TaskSpec, ctx: TaskContext, run_id: str, inputs: dict[str, s
         raise PipelineError(f"{spec.name} finished without writing {missing}")
     write_json(
         {
-            "task": spec.name, "date": str(ctx.date), "key": key, "run_id": run_id,
-            "inputs": inputs, "outputs": {str(p): file_digest(p) for p in outputs},
-            "metrics": ctx.metrics, "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "task": spec.name,
+            "date": str(ctx.date),
+            "key": key,
+            "run_id": run_id,
+            "inputs": inputs,
+            "outputs": {relative(p, ctx.artifacts.root): file_digest(p) for p in outputs},
+            "metrics": ctx.metrics,
+            "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         manifest_path,
     )
     mlflow.set_tag("pipeline.status", "succeeded")
-    headline = {k: v for k, v in ctx.metrics.items() if "." not in k}  # per-rule/column figures are in MLflow
-    ctx.log.info("end %s for %s: %s", spec.name, ctx.date,
-                 ", ".join(f"{k}={v:g}" for k, v in sorted(headline.items())))
+    headline = {
+        k: v for k, v in ctx.metrics.items() if "." not in k
+    }  # per-rule/column figures are in MLflow
+    ctx.log.info(
+        "end %s for %s: %s",
+        spec.name,
+        ctx.date,
+        ", ".join(f"{k}={v:g}" for k, v in sorted(headline.items())),
+    )
     return TaskOutcome(spec.name, ctx.date, "succeeded", run_id, outputs, dict(ctx.metrics))

@@ -35,11 +35,15 @@ def _runs(uri: str) -> pd.DataFrame:
 
 def test_one_day_through_every_task_logs_runs_and_writes_artifacts(make_cfg, tracking):
     cfg = make_cfg(f"date={DAY}")
-    outcomes = [execute(spec, cfg) for spec in (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)]
+    outcomes = [
+        execute(spec, cfg) for spec in (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)
+    ]
     assert [o.status for o in outcomes] == ["succeeded"] * 3
     a = Artifacts(cfg.paths, cfg.data_format)
     day = dt.date.fromisoformat(DAY)
-    raw, valid, quarantine = (read_frame(p) for p in (a.raw_quotes(day), a.validated_quotes(day), a.quarantine(day)))
+    raw, valid, quarantine = (
+        read_frame(p) for p in (a.raw_quotes(day), a.validated_quotes(day), a.quarantine(day))
+    )
     feats = read_frame(a.features(day))
     assert set(raw["underlying"]) == {"SPY", "_SPX"} and len(raw) > 1000
     assert len(valid) + len(quarantine) == len(raw) and quarantine["reason"].str.len().gt(0).all()
@@ -70,10 +74,17 @@ def test_second_run_is_skipped_and_force_reruns(make_cfg, tracking):
     forced = execute(data_fetch.SPEC, make_cfg(f"date={DAY}", "data_fetch.force=true"))
     assert forced.status == "succeeded" and target.stat().st_mtime_ns != stamp
     # a config change is a different input: it re-runs without force
-    changed = execute(data_fetch.SPEC, make_cfg(f"date={DAY}", "data_fetch.synthetic.bad_row_rate=0.05"))
+    changed = execute(
+        data_fetch.SPEC, make_cfg(f"date={DAY}", "data_fetch.synthetic.bad_row_rate=0.05")
+    )
     assert changed.status == "succeeded"
     runs = _runs(tracking)
-    assert sorted(runs["tags.pipeline.status"]) == ["skipped", "succeeded", "succeeded", "succeeded"]
+    assert sorted(runs["tags.pipeline.status"]) == [
+        "skipped",
+        "succeeded",
+        "succeeded",
+        "succeeded",
+    ]
 
 
 def test_tampered_output_is_rebuilt(make_cfg, tracking):
@@ -90,7 +101,12 @@ def test_schema_change_halts_and_writes_nothing_downstream(make_cfg, tracking, t
         execute(spec, cfg)
     a = Artifacts(cfg.paths, cfg.data_format)
     day = dt.date.fromisoformat(DAY)
-    downstream = [a.validated_quotes(day), a.quarantine(day), a.validation_report(day), a.features(day)]
+    downstream = [
+        a.validated_quotes(day),
+        a.quarantine(day),
+        a.validation_report(day),
+        a.features(day),
+    ]
     before = {p: file_digest(p) for p in downstream}
     # upstream renames a column and retypes another
     raw = read_frame(a.raw_quotes(day)).rename(columns={"strike": "strike_price"})
@@ -100,32 +116,57 @@ def test_schema_change_halts_and_writes_nothing_downstream(make_cfg, tracking, t
         execute(data_validate.SPEC, cfg)
     assert {p: file_digest(p) for p in downstream} == before
 
-    result = run_module("pipeline.data_validate", f"paths.root={tmp_path}", f"date={DAY}", *TINY_MARKET)
+    result = run_module(
+        "pipeline.data_validate", f"paths.root={tmp_path}", f"date={DAY}", *TINY_MARKET
+    )
     assert result.returncode == 1
-    assert "schema change: missing columns ['strike']" in result.stderr and "strike_price" in result.stderr
+    assert (
+        "schema change: missing columns ['strike']" in result.stderr
+        and "strike_price" in result.stderr
+    )
     assert {p: file_digest(p) for p in downstream} == before
-    failed = _runs(tracking).query("`tags.pipeline.task` == 'data_validate'")["tags.pipeline.status"]
+    failed = _runs(tracking).query("`tags.pipeline.task` == 'data_validate'")[
+        "tags.pipeline.status"
+    ]
     assert "failed" in set(failed)
 
 
+DATA_TASKS = "main.tasks=[data_fetch,data_validate,feature_engineer]"  # the model: test_main_dag
+
+
 def test_main_reuses_unchanged_days_and_reruns_downstream_of_a_change(make_cfg, tracking):
-    cfg = make_cfg("main.end_date=2026-03-04", "main.days=3")
+    cfg = make_cfg("main.end_date=2026-03-04", "main.days=3", DATA_TASKS)
     first = run_pipeline(cfg)
     assert len(first) == 9 and {o.status for o in first} == {"succeeded"}
     again = run_pipeline(cfg)
     assert {o.status for o in again} == {"skipped"}
     # change validation config: fetch is reused, validate and features run again
-    changed = run_pipeline(make_cfg("main.end_date=2026-03-04", "main.days=3",
-                                    "data_validate.arbitrage_tolerance=0.02"))
-    by_task = {t: {o.status for o in changed if o.task == t} for t in ("data_fetch", "data_validate")}
+    changed = run_pipeline(
+        make_cfg(
+            "main.end_date=2026-03-04",
+            "main.days=3",
+            DATA_TASKS,
+            "data_validate.arbitrage_tolerance=0.02",
+        )
+    )
+    by_task = {
+        t: {o.status for o in changed if o.task == t} for t in ("data_fetch", "data_validate")
+    }
     assert by_task == {"data_fetch": {"skipped"}, "data_validate": {"succeeded"}}
 
 
 def test_invalid_date_range_is_a_clear_error(tmp_path):
-    result = run_module("pipeline.main", f"paths.root={tmp_path}", "main.start_date=2026-03-10",
-                        "main.end_date=2026-03-02")
+    result = run_module(
+        "pipeline.main",
+        f"paths.root={tmp_path}",
+        "main.start_date=2026-03-10",
+        "main.end_date=2026-03-02",
+    )
     assert result.returncode == 2
-    assert "invalid date range: main.start_date=2026-03-10 is after main.end_date=2026-03-02" in result.stderr
+    assert (
+        "invalid date range: main.start_date=2026-03-10 is after main.end_date=2026-03-02"
+        in result.stderr
+    )
     assert not (tmp_path / "data").exists()
 
 
@@ -135,22 +176,56 @@ def test_mlflow_run_main_on_a_tiny_market(tmp_path):
     import subprocess
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    overrides = " ".join([f"paths.root={tmp_path}", "main.end_date=2026-03-04", "main.days=2", *TINY_MARKET])
+    overrides = " ".join(
+        [
+            f"paths.root={tmp_path}",
+            "main.end_date=2026-03-04",
+            "main.days=2",
+            DATA_TASKS,
+            *TINY_MARKET,
+        ]
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env |= {"MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+    env |= {
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "mlflow", "run", ".", "-e", "main", "--env-manager", "local",
-         "--experiment-name", "options-pricing", "-P", f"overrides={overrides}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            ".",
+            "-e",
+            "main",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "options-pricing",
+            "-P",
+            f"overrides={overrides}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for day in ("20260303", "20260304"):
-        for path in (f"data/raw/options_data_{day}.parquet", f"data/processed/validated_data_{day}.parquet",
-                     f"data/processed/features_{day}.parquet", f"logs/feature_engineer_{day}.log"):
+        for path in (
+            f"data/raw/options_data_{day}.parquet",
+            f"data/processed/validated_data_{day}.parquet",
+            f"data/processed/features_{day}.parquet",
+            f"logs/feature_engineer_{day}.log",
+        ):
             assert (tmp_path / path).exists(), path
     runs = _runs(uri)
     parent = runs[runs["tags.pipeline.task"] == "main"]
     assert len(parent) == 1 and parent["status"].item() == "FINISHED"
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].item()]
-    assert sorted(children["tags.pipeline.task"]) == sorted(["data_fetch", "data_validate", "feature_engineer"] * 2)
+    assert sorted(children["tags.pipeline.task"]) == sorted(
+        ["data_fetch", "data_validate", "feature_engineer"] * 2
+    )
     assert (children["status"] == "FINISHED").all()

@@ -1,0 +1,63 @@
+"""`main` end to end on the tiny market: data tasks per day, then train → evaluate → deploy gate,
+reusing every unchanged step on a re-run."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from pipeline.main import next_steps, run_pipeline
+from pipeline.registry import Registry
+from tests.conftest import TINY_DAYS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FAST_MODEL = [
+    "model_train.n_estimators=40",
+    "model_train.days=25",
+    "model_evaluate.bootstrap_samples=50",
+]
+
+
+@pytest.fixture
+def root(tiny_features_root, tmp_path):
+    copy = tmp_path / "root"
+    shutil.copytree(tiny_features_root, copy)
+    (copy / "mlflow.db").unlink(missing_ok=True)
+    return copy
+
+
+def test_main_ends_with_a_candidate_in_staging_and_reuses_everything_next_time(
+    make_cfg, tracking, root
+):
+    cfg = make_cfg(f"paths.root={root}", *TINY_DAYS, *FAST_MODEL)
+    from pipeline.runtime import configure_tracking
+
+    configure_tracking(cfg)
+    first = run_pipeline(cfg)
+    by_task = {o.task: o.status for o in first}
+    assert (
+        by_task["model_train"]
+        == by_task["model_evaluate"]
+        == by_task["model_deploy"]
+        == "succeeded"
+    )
+    registry = Registry(cfg.registry.model_name)
+    staging = registry.resolve("staging")
+    assert staging is not None and registry.resolve("production") is None
+    assert registry.verdict(staging.version) is not None
+    message = next_steps(next(o for o in first if o.task == "model_deploy"))
+    assert f"v{staging.version} in Staging" in message and "make promote" in message
+
+    again = run_pipeline(cfg)
+    assert {o.status for o in again} == {"skipped"}
+
+    changed = run_pipeline(
+        make_cfg(f"paths.root={root}", *TINY_DAYS, *FAST_MODEL, "model_train.max_depth=3")
+    )
+    status = {o.task: o.status for o in changed}
+    assert {status[t] for t in ("data_fetch", "data_validate", "feature_engineer")} == {"skipped"}
+    assert (
+        status["model_train"] == status["model_evaluate"] == status["model_deploy"] == "succeeded"
+    )
+    assert registry.resolve("staging").version != staging.version
