@@ -36,10 +36,11 @@ def timed(fn, *args):
 
 
 def task_seconds(outcomes) -> dict[str, float]:
-    """Seconds spent in each task's body, summed over days (tasks that ran)."""
+    """Seconds spent in each task's body, summed over days (tasks that ran, not reused ones)."""
     per_task: dict[str, float] = defaultdict(float)
     for o in outcomes:
-        per_task[o.task] += o.metrics.get("duration_s", 0.0)
+        if o.status == "succeeded":
+            per_task[o.task] += o.metrics.get("duration_s", 0.0)
     return {k: round(v, 1) for k, v in per_task.items()}
 
 
