@@ -193,6 +193,11 @@ class ModelDeployConfig:
     date: str | None = None
     force: bool = False
     auto_promote: bool = False  # the original plan keeps deployment manual
+    health_check: bool = True  # roll Production out to the service and check it
+    service_url: str = "http://127.0.0.1:3000"
+    service_timeout_s: float = 30.0
+    golden_contracts: int = 50  # sampled from the newest feature file, plus the input example
+    golden_tolerance: float = 1e-6  # max |IV service - IV offline|
 
 
 @dataclass

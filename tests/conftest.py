@@ -13,6 +13,9 @@ TINY_MARKET = [
     "data_fetch.synthetic.max_expiry_years=0.5",
     "data_fetch.synthetic.strike_std_devs=2.5",
 ]
+# No test may roll a model out to a pricing service someone runs on the default port (3000):
+# port 9 (discard) has no listener. Tests with a real service override it after this.
+NO_SERVICE = "model_deploy.service_url=http://127.0.0.1:9"
 
 
 def compose_config(overrides: list[str]):
@@ -26,7 +29,7 @@ def make_cfg(tmp_path):
     """make_cfg(*overrides) → a DictConfig whose paths.root is tmp_path (tiny market by default)."""
 
     def _make(*overrides: str, tiny: bool = True):
-        base = [f"paths.root={tmp_path}"] + (TINY_MARKET if tiny else [])
+        base = [f"paths.root={tmp_path}", NO_SERVICE] + (TINY_MARKET if tiny else [])
         return compose_config(base + list(overrides))
 
     return _make
