@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from functools import partial
 
 import mlflow
 from omegaconf import DictConfig
@@ -81,14 +82,9 @@ def run(ctx: TaskContext) -> None:
         )
         status, production = "promoted", registry.resolve("production")
     elif status == "blocked":
+        reasons = "; ".join(verdict.get("reasons") or [])
         ctx.log.warning(
-            "deployment blocked: candidate v%s failed the gate: %s",
-            staging.version,
-            "; ".join(
-                json.loads(verdict.get("reasons", "[]"))
-                if isinstance(verdict.get("reasons"), str)
-                else verdict.get("reasons", [])
-            ),
+            "deployment blocked: candidate v%s failed the gate: %s", staging.version, reasons
         )
     summary = {
         "date": str(ctx.date),
@@ -98,8 +94,15 @@ def run(ctx: TaskContext) -> None:
         "production_version": production.version if production else None,
         "verdict": verdict,
         "promotion": record,
+        "serving": None,
     }
-    ctx.reports.append(write_json(summary, _status_path(ctx)))
+    try:
+        summary["serving"] = deploy(ctx, registry, production) if production else None
+    except DeploymentFailed as exc:
+        summary["serving"] = {"status": "health_check_failed", "error": str(exc)}
+        raise
+    finally:  # written on a failed deploy too: the status file says what happened
+        ctx.reports.append(write_json(summary, _status_path(ctx)))
     ctx.log.info(
         "deployment status: %s (candidate v%s, production v%s); next: %s",
         status,
@@ -142,7 +145,7 @@ def _roll_out(ctx: TaskContext, service: PricingService, registry: Registry, ver
     golden = golden_contracts(
         uri, _newest_features(ctx), ctx.task_cfg.golden_contracts, int(ctx.cfg.seed)
     )
-    expected = offline_iv(uri, golden)
+    expected = partial(offline_iv, uri, golden)  # computed only if the service gets that far
     return health_check(service, version.version, golden, expected, ctx.task_cfg.golden_tolerance)
 
 

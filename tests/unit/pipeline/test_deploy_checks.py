@@ -36,7 +36,7 @@ class FakeService:
 
 
 def test_healthy_service_passes_every_check():
-    health = health_check(FakeService(), "3", GOLDEN, EXPECTED, 1e-6)
+    health = health_check(FakeService(), "3", GOLDEN, lambda: EXPECTED, 1e-6)
     assert health.passed
     assert [c.split(":")[0] for c in health.checks] == ["readyz", "version", "golden"]
     assert health.figures["golden_max_abs_iv_diff"] == 0.0
@@ -55,7 +55,7 @@ def test_healthy_service_passes_every_check():
     ],
 )
 def test_each_failed_check_says_what_failed(service, words):
-    health = health_check(service, "3", GOLDEN, EXPECTED, 1e-6)
+    health = health_check(service, "3", GOLDEN, lambda: EXPECTED, 1e-6)
     assert not health.passed
     assert words in health.checks[-1]
 
@@ -72,3 +72,12 @@ def test_each_failed_check_says_what_failed(service, words):
 )
 def test_gate_decision(staging, verdict, auto, status):
     assert decide(staging, verdict, auto)[0] == status
+
+
+def test_a_version_that_cannot_price_offline_fails_the_check():
+    def broken():
+        raise ValueError("booster file is corrupt")
+
+    health = health_check(FakeService(), "3", GOLDEN, broken, 1e-6)
+    assert not health.passed
+    assert health.checks[-1] == "golden: v3 fails offline: ValueError: booster file is corrupt"
