@@ -11,11 +11,17 @@ the target are finite); `coverage` says which share of the holdout each predicto
 Buckets (right-closed): std_moneyness = ln(K/F)/√T in (-inf,-0.5], (-0.5,-0.1], (-0.1,0.1],
 (0.1,0.5], (0.5,inf) (low strikes first: OTM puts on the left) × t_years in (0,1m], (1m,3m],
 (3m,1y], (1y,inf) with 1m = 1/12 year.
+
+Every figure is computed from per-group sums (`group_stats`: counts, sums of errors, squared and
+absolute errors, means and squared deviations of the actuals, ...): a set of rows made of whole
+groups, each counted some number of times, scores exactly as re-scoring those rows would. So the
+whole holdout, one bucket, or one bootstrap resample of dates (a few dates drawn with replacement)
+is a weighted sum over ~10 dates, not a pass over the holdout's rows (`metrics_from_stats`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -34,13 +40,75 @@ METRIC_KEYS = ("n", "iv_rmse", "iv_mae", "iv_bias", "iv_r2", "price_rmse", "pric
 IV_FLOOR, IV_CAP = 0.01, 5.0  # a baseline vol outside this range is an artefact, not a forecast
 
 
-def _rmse(err: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(err**2))) if len(err) else np.nan
+def group_stats(
+    actual_iv, pred_iv, actual_price, pred_price, bid, ask, min_mid: float,
+    groups=None, n_groups: int = 1,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per group, the sums regression_metrics' figures are functions of (arrays of n_groups).
+
+    `groups` gives each row's group code in 0..n_groups-1 (None: one group; a negative code
+    leaves the row out). Keys: n; iv_sse, iv_sae, iv_se (sums of squared, absolute and signed
+    errors pred − actual); iv_mean, iv_m2 (mean of the actuals and the sum of squared deviations
+    from it, two-pass); the same for price (px_*); mape_sum, mape_n (|error| / mid and count on
+    mids ≥ min_mid); inside (count of bid ≤ pred price ≤ ask)."""
+    cols = [np.asarray(x, float) for x in (actual_iv, pred_iv, actual_price, pred_price, bid, ask)]
+    codes = np.zeros(len(cols[0]), np.intp) if groups is None else np.asarray(groups, np.intp)
+    keep = codes >= 0
+    if not keep.all():
+        codes, cols = codes[keep], [c[keep] for c in cols]
+    a_iv, p_iv, a_px, p_px, b, a = cols
+
+    def total(values=None) -> np.ndarray:
+        return np.bincount(codes, weights=values, minlength=n_groups).astype(float)
+
+    n = total()
+    out = {"n": n}
+    for kind, actual, pred in (("iv", a_iv, p_iv), ("px", a_px, p_px)):
+        err = pred - actual
+        mean = np.divide(total(actual), n, out=np.zeros(n_groups), where=n > 0)
+        out |= {f"{kind}_sse": total(err**2), f"{kind}_sae": total(np.abs(err)),
+                f"{kind}_se": total(err), f"{kind}_mean": mean,
+                f"{kind}_m2": total((actual - mean[codes]) ** 2)}  # fmt: skip
+    big = a_px >= min_mid
+    out["mape_sum"] = np.bincount(codes[big], np.abs(p_px - a_px)[big] / a_px[big], n_groups)
+    out["mape_n"] = np.bincount(codes[big], minlength=n_groups).astype(float)
+    out["inside"] = total(((p_px >= b) & (p_px <= a)).astype(float))
+    return out
 
 
-def _r2(actual: np.ndarray, pred: np.ndarray) -> float:
-    sst = float(np.sum((actual - actual.mean()) ** 2)) if len(actual) else 0.0
-    return 1.0 - float(np.sum((pred - actual) ** 2)) / sst if sst > 0 else np.nan
+def metrics_from_stats(stats: dict[str, np.ndarray], weights) -> dict[str, np.ndarray]:
+    """regression_metrics' figures of the rows made of each group counted `weights` times.
+
+    `weights` has shape (..., n_groups) (ones: every row once; a row of bootstrap counts: one
+    resample; an identity matrix: each group alone); each figure has shape weights.shape[:-1].
+    Empty selections give NaN (n = 0); R² is NaN without variance in the actuals."""
+    w = np.asarray(weights, float)
+    n = w @ stats["n"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+
+        def per_row(key: str) -> np.ndarray:
+            return np.where(n > 0, (w @ stats[key]) / n, np.nan)
+
+        def r2(kind: str) -> np.ndarray:
+            wn, mean_g = w * stats["n"], stats[f"{kind}_mean"]
+            mean = (wn @ mean_g) / n
+            # within-group deviations + between-group spread around the combined mean
+            sst = w @ stats[f"{kind}_m2"] + (wn * (mean_g - mean[..., None]) ** 2).sum(-1)
+            return np.where(sst > 0, 1.0 - (w @ stats[f"{kind}_sse"]) / sst, np.nan)
+
+        mape_n = w @ stats["mape_n"]
+        return {
+            "n": n,
+            "iv_rmse": np.sqrt(per_row("iv_sse")),
+            "iv_mae": per_row("iv_sae"),
+            "iv_bias": per_row("iv_se"),
+            "iv_r2": r2("iv"),
+            "price_rmse": np.sqrt(per_row("px_sse")),
+            "price_mae": per_row("px_sae"),
+            "price_mape": np.where(mape_n > 0, (w @ stats["mape_sum"]) / mape_n, np.nan),
+            "price_r2": r2("px"),
+            "inside_spread_share": per_row("inside"),
+        }
 
 
 def regression_metrics(
@@ -50,35 +118,37 @@ def regression_metrics(
 
     Returns n, iv_rmse, iv_mae, iv_bias (mean pred − actual), iv_r2, price_rmse, price_mae,
     price_mape (on mid ≥ min_mid; NaN if none), price_r2, inside_spread_share (bid ≤ pred ≤ ask)."""
-    a_iv, p_iv, a_px, p_px, b, a = (
-        np.asarray(x, float) for x in (actual_iv, pred_iv, actual_price, pred_price, bid, ask)
-    )
-    iv_err, px_err = p_iv - a_iv, p_px - a_px
-    big = a_px >= min_mid
-    return {
-        "n": float(len(a_iv)),
-        "iv_rmse": _rmse(iv_err),
-        "iv_mae": float(np.mean(np.abs(iv_err))) if len(iv_err) else np.nan,
-        "iv_bias": float(np.mean(iv_err)) if len(iv_err) else np.nan,
-        "iv_r2": _r2(a_iv, p_iv),
-        "price_rmse": _rmse(px_err),
-        "price_mae": float(np.mean(np.abs(px_err))) if len(px_err) else np.nan,
-        "price_mape": float(np.mean(np.abs(px_err[big]) / a_px[big])) if big.any() else np.nan,
-        "price_r2": _r2(a_px, p_px),
-        "inside_spread_share": float(np.mean((p_px >= b) & (p_px <= a))) if len(p_px) else np.nan,
-    }
+    stats = group_stats(actual_iv, pred_iv, actual_price, pred_price, bid, ask, min_mid)
+    return {k: float(v) for k, v in metrics_from_stats(stats, np.ones(1)).items()}
 
 
-def _score(frame: pd.DataFrame, iv, price, min_mid: float) -> dict[str, float]:
-    return regression_metrics(
-        frame["iv"], iv, frame["mid"], price, frame["bid"], frame["ask"], min_mid
-    )
+def _frame_stats(frame: pd.DataFrame, iv, price, min_mid: float, groups=None, n_groups: int = 1):
+    """group_stats of one predictor (iv, price) against the frame's iv, mid, bid and ask."""
+    return group_stats(frame["iv"], iv, frame["mid"], price, frame["bid"], frame["ask"], min_mid,
+                       groups, n_groups)  # fmt: skip
 
 
-def _buckets(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    m = pd.cut(frame["std_moneyness"], MONEYNESS_EDGES, labels=MONEYNESS_LABELS, right=True)
-    t = pd.cut(frame["t_years"], MATURITY_EDGES, labels=MATURITY_LABELS, right=True)
-    return m, t
+def bucket_codes(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's moneyness × maturity bucket as moneyness_index × 4 + maturity_index (-1 where
+    std_moneyness or t_years is missing)."""
+    m = pd.cut(frame["std_moneyness"], MONEYNESS_EDGES, labels=False, right=True).to_numpy()
+    t = pd.cut(frame["t_years"], MATURITY_EDGES, labels=False, right=True).to_numpy()
+    codes = m * len(MATURITY_LABELS) + t
+    return np.where(np.isfinite(codes), codes, -1).astype(np.intp)
+
+
+N_BUCKETS = len(MONEYNESS_LABELS) * len(MATURITY_LABELS)
+
+
+def _bucket_rows(stats: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row of metrics per non-empty bucket (moneyness, maturity, then METRIC_KEYS)."""
+    per_bucket = metrics_from_stats(stats, np.eye(N_BUCKETS))
+    rows = pd.DataFrame({
+        "moneyness": np.repeat(MONEYNESS_LABELS, len(MATURITY_LABELS)),
+        "maturity": np.tile(MATURITY_LABELS, len(MONEYNESS_LABELS)),
+        **{k: per_bucket[k] for k in METRIC_KEYS},
+    })  # fmt: skip
+    return rows[rows["n"] > 0].reset_index(drop=True)
 
 
 def bucket_table(frame: pd.DataFrame, preds: pd.DataFrame, min_mid: float = 0.10) -> pd.DataFrame:
@@ -86,16 +156,35 @@ def bucket_table(frame: pd.DataFrame, preds: pd.DataFrame, min_mid: float = 0.10
 
     `preds` (iv, price) is aligned with `frame` by position; rows with a non-finite prediction
     or target are left out. Columns: moneyness, maturity, then regression_metrics' keys."""
-    f = frame.reset_index(drop=True).assign(
-        pred_iv=np.asarray(preds["iv"], float), pred_price=np.asarray(preds["price"], float)
+    f = frame.reset_index(drop=True)
+    iv, price = np.asarray(preds["iv"], float), np.asarray(preds["price"], float)
+    finite = np.isfinite(f[["iv", "mid"]].to_numpy(float)).all(axis=1)
+    finite &= np.isfinite(iv) & np.isfinite(price)
+    codes = np.where(finite, bucket_codes(f), -1)
+    return _bucket_rows(_frame_stats(f, iv, price, min_mid, codes, N_BUCKETS))
+
+
+def _bootstrap_picks(n_groups: int, n: int, seed: int) -> Iterator[np.ndarray]:
+    """`n` resamples of n_groups group indices drawn with replacement (same seed, same draws)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n if n_groups else 0):
+        yield rng.integers(0, n_groups, n_groups)
+
+
+def bootstrap_counts(n_groups: int, n: int, seed: int) -> np.ndarray:
+    """(n, n_groups): how many times each group is drawn in each resample (_bootstrap_picks)."""
+    picks = list(_bootstrap_picks(n_groups, n, seed))
+    return np.array([np.bincount(p, minlength=n_groups) for p in picks], float).reshape(
+        len(picks), n_groups
     )
-    f = f[np.isfinite(f[["iv", "mid", "pred_iv", "pred_price"]]).all(axis=1)]
-    m, t = _buckets(f)
-    rows = [
-        {"moneyness": mk, "maturity": tk, **_score(g, g["pred_iv"], g["pred_price"], min_mid)}
-        for (mk, tk), g in f.groupby([m, t], observed=True)
-    ]
-    return pd.DataFrame(rows, columns=["moneyness", "maturity", *METRIC_KEYS])
+
+
+def percentile_interval(values, confidence: float) -> tuple[float, float]:
+    """The central `confidence` interval of the finite values ((NaN, NaN) when there are none)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    q = [(1 - confidence) / 2, 1 - (1 - confidence) / 2]
+    return tuple(float(x) for x in np.quantile(v, q)) if len(v) else (np.nan, np.nan)
 
 
 def bootstrap_ci(
@@ -109,25 +198,17 @@ def bootstrap_ci(
     """Percentile CI of `metric_fn(frame)` resampling whole DATES with replacement `n` times.
 
     `dates` is a column name or one label per row. Returns (low, high), or {key: (low, high)}
-    when metric_fn returns a dict. Same seed → same resampled dates (paired across predictors)."""
+    when metric_fn returns a dict. Same seed → same resampled dates (paired across predictors).
+    Any metric_fn works (it re-scores each resample's rows); summarise's figures take the fast
+    path, group_stats + bootstrap_counts, with the same draws."""
     labels = frame[dates] if isinstance(dates, str) else np.asarray(dates)
     codes, uniques = pd.factorize(np.asarray(labels))
     rows_of = [np.flatnonzero(codes == i) for i in range(len(uniques))]
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n if len(uniques) else 0):
-        pick = rng.integers(0, len(uniques), len(uniques))
-        draws.append(metric_fn(frame.iloc[np.concatenate([rows_of[i] for i in pick])]))
-    q = [(1 - confidence) / 2, 1 - (1 - confidence) / 2]
-
-    def interval(values) -> tuple[float, float]:
-        v = np.asarray(values, float)
-        v = v[np.isfinite(v)]
-        return tuple(float(x) for x in np.quantile(v, q)) if len(v) else (np.nan, np.nan)
-
+    draws = [metric_fn(frame.iloc[np.concatenate([rows_of[i] for i in pick])])
+             for pick in _bootstrap_picks(len(uniques), n, seed)]  # fmt: skip
     if draws and isinstance(draws[0], dict):
-        return {k: interval([d[k] for d in draws]) for k in draws[0]}
-    return interval(draws)
+        return {k: percentile_interval([d[k] for d in draws], confidence) for k in draws[0]}
+    return percentile_interval(draws, confidence)
 
 
 def bsm_from_iv(frame: pd.DataFrame, iv) -> np.ndarray:
@@ -152,11 +233,11 @@ def baseline_predictions(holdout: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def score_all(frame: pd.DataFrame, names: list[str], min_mid: float) -> dict[str, dict[str, float]]:
-    """Metrics of every predictor (columns iv__<name>, price__<name>) plus skills
-    `iv_skill_vs_<ref>` = 1 − iv_rmse / ref's iv_rmse (and price_skill_…) against each baseline
-    and, for the candidate, against production."""
-    res = {n: _score(frame, frame[f"iv__{n}"], frame[f"price__{n}"], min_mid) for n in names}
+def with_skills(res: dict[str, dict]) -> dict[str, dict]:
+    """Adds `iv_skill_vs_<ref>` = 1 − iv_rmse / ref's iv_rmse (and price_skill_…) to every
+    non-baseline predictor, against each baseline and, for the candidate, against production.
+    Figures may be floats or arrays (one value per bootstrap resample)."""
+    names = list(res)
     refs = [n for n in names if n in BASELINES or n == "production"]
     for name in names:
         if name in BASELINES:
@@ -165,10 +246,10 @@ def score_all(frame: pd.DataFrame, names: list[str], min_mid: float) -> dict[str
             if ref == name or (ref == "production" and name != "candidate"):
                 continue
             for kind in ("iv", "price"):
-                denom = res[ref][f"{kind}_rmse"]
-                res[name][f"{kind}_skill_vs_{ref}"] = (
-                    1 - res[name][f"{kind}_rmse"] / denom if denom else np.nan
-                )
+                denom = np.asarray(res[ref][f"{kind}_rmse"], float)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    skill = np.where(denom != 0, 1 - res[name][f"{kind}_rmse"] / denom, np.nan)
+                res[name][f"{kind}_skill_vs_{ref}"] = skill if skill.ndim else float(skill)
     return res
 
 
@@ -190,21 +271,23 @@ def summarise(
     pred_cols = [c for c in wide.columns if c.startswith(("iv__", "price__"))]
     finite = np.isfinite(wide[["iv", "mid", *pred_cols]].astype(float)).all(axis=1)
     scored = wide[finite].reset_index(drop=True)
-    day = pd.to_datetime(scored["quote_date"]).dt.normalize()
-    flat_ci = bootstrap_ci(scored, lambda f: _flat(score_all(f, names, min_mid)), day,
-                           int(cfg.bootstrap_samples), float(cfg.confidence), seed)  # fmt: skip
-    ci: dict[str, dict] = {}
-    for key, bounds in flat_ci.items():
-        name, metric = key.split("|")
-        if metric != "n":
-            ci.setdefault(name, {})[metric] = list(bounds)
-    tables = [bucket_table(scored, _pred(scored, n), min_mid).assign(model=n) for n in names]
+    day_codes, days = pd.factorize(pd.to_datetime(scored["quote_date"]).dt.normalize())
+    by_day = {n: _predictor_stats(scored, n, min_mid, day_codes, len(days)) for n in names}
+    every_day = np.ones(len(days))
+    metrics = with_skills(
+        {n: {k: float(v) for k, v in metrics_from_stats(s, every_day).items()}
+         for n, s in by_day.items()}
+    )  # fmt: skip
+    ci = _bootstrap_ci(by_day, int(cfg.bootstrap_samples), float(cfg.confidence), seed)
+    buckets = bucket_codes(scored)
+    tables = [_bucket_rows(_predictor_stats(scored, n, min_mid, buckets, N_BUCKETS)).assign(model=n)
+              for n in names]  # fmt: skip
     # market_mid is a reference: how often the quoted mids themselves break the rules
     quant_prices = {
         n: predictions[n]["price"] for n in ("candidate", "production") if n in predictions
     }
     quant_prices["market_mid"] = h["mid"]
-    dates = sorted({str(d.date()) for d in pd.to_datetime(h["quote_date"]).dt.normalize()})
+    dates = sorted(str(d.date()) for d in pd.to_datetime(h["quote_date"]).dt.normalize().unique())
     return _json_safe({
         "holdout": {"start": dates[0] if dates else None, "end": dates[-1] if dates else None,
                     "days": len(dates), "dates": dates, "rows": len(h), "rows_scored": int(finite.sum())},
@@ -212,13 +295,31 @@ def summarise(
                    "confidence": float(cfg.confidence), "seed": seed},
         "coverage": {n: float(np.isfinite(_pred(wide, n)).all(axis=1).mean()) if len(h) else 0.0
                      for n in names},
-        "metrics": score_all(scored, names, min_mid),
+        "metrics": metrics,
         "ci": ci,
         "buckets": pd.concat(tables, ignore_index=True).to_dict(orient="records"),
         "bucket_edges": {"std_moneyness": list(MONEYNESS_LABELS), "t_years": list(MATURITY_LABELS)},
         "quant": {src: {k: c.summary() for k, c in run_checks(h, prices).items()}
                   for src, prices in quant_prices.items()},
     })  # fmt: skip
+
+
+def _predictor_stats(wide: pd.DataFrame, name: str, min_mid: float, codes, n_groups: int):
+    """group_stats of the predictor `name` (columns iv__<name>, price__<name>) by `codes`."""
+    return _frame_stats(wide, wide[f"iv__{name}"], wide[f"price__{name}"], min_mid, codes,
+                        n_groups)  # fmt: skip
+
+
+def _bootstrap_ci(by_day: dict[str, dict], n: int, confidence: float, seed: int) -> dict:
+    """{name: {metric: [low, high]}} from per-date stats: every resample of dates (the same draws
+    for every predictor, so skills are paired) scored as weighted sums of the dates' stats."""
+    n_days = len(next(iter(by_day.values()))["n"]) if by_day else 0
+    counts = bootstrap_counts(n_days, n, seed)
+    if not len(counts):
+        return {}
+    resampled = with_skills({name: metrics_from_stats(s, counts) for name, s in by_day.items()})
+    return {name: {k: list(percentile_interval(v, confidence)) for k, v in m.items() if k != "n"}
+            for name, m in resampled.items()}  # fmt: skip
 
 
 def _widen(h: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -234,10 +335,6 @@ def _widen(h: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFram
 
 def _pred(wide: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame({"iv": wide[f"iv__{name}"], "price": wide[f"price__{name}"]})
-
-
-def _flat(nested: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {f"{name}|{k}": v for name, m in nested.items() for k, v in m.items()}
 
 
 def _json_safe(obj):

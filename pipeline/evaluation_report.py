@@ -1,7 +1,7 @@
 """Presentation of an evaluation summary (evaluation.summarise's dict): log lines and the plot.
 
-`plot_comparison` writes a PNG (IV RMSE per model with its bootstrap CI, and by moneyness bucket);
-matplotlib's Agg backend is chosen when it is called, so importing this module has no side effect.
+`plot_comparison` writes a PNG (IV RMSE per model with its bootstrap CI, and by moneyness bucket)
+on matplotlib's Agg canvas, imported when it is called: no pyplot, no global backend change.
 """
 
 from __future__ import annotations
@@ -56,10 +56,8 @@ def log_summary(log: logging.Logger, summary: dict) -> None:
 
 def plot_comparison(summary: dict, target: Path) -> Path:
     """Left: IV RMSE (vol points) with the bootstrap CI per model; right: by moneyness bucket."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display; chosen here, not at import time
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     models = list(summary["metrics"])
     rmse = 100 * np.array([_num(summary["metrics"][m]["iv_rmse"]) for m in models])
@@ -67,7 +65,9 @@ def plot_comparison(summary: dict, target: Path) -> Path:
         [[_num(v) for v in summary["ci"].get(m, {}).get("iv_rmse", [None, None])] for m in models]
     )
     err = np.abs(np.vstack([rmse - ci[:, 0], ci[:, 1] - rmse]))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    FigureCanvasAgg(fig)  # Agg explicitly: files only, no pyplot state, no display needed
+    left, right = fig.subplots(1, 2)
     left.bar(models, rmse, yerr=np.nan_to_num(err), capsize=4, color="tab:blue")
     left.set_ylabel("IV RMSE (vol points)")
     left.set_title(
@@ -82,12 +82,23 @@ def plot_comparison(summary: dict, target: Path) -> Path:
         table = (100 * np.sqrt(agg["sse"] / agg["n"])).unstack("model")
         order = [m for m in MONEYNESS_LABELS if m in table.index]
         table = table.reindex(index=order, columns=models)
-        table.plot.bar(ax=right, rot=0)
+        _grouped_bars(right, table)
     right.set_xlabel("standardised moneyness ln(K/F)/√T")
     right.set_ylabel("IV RMSE (vol points)")
     right.set_title("By moneyness bucket (all maturities)")
     fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return target
+
+
+def _grouped_bars(ax, table: pd.DataFrame) -> None:
+    """One group of bars per row of `table` (its index on the x axis), one bar per column, with
+    a legend: what DataFrame.plot.bar draws, without importing pyplot."""
+    x = np.arange(len(table.index))
+    width = 0.8 / max(len(table.columns), 1)
+    for i, column in enumerate(table.columns):
+        ax.bar(x + (i - (len(table.columns) - 1) / 2) * width, table[column].to_numpy(float),
+               width, label=str(column))  # fmt: skip
+    ax.set_xticks(x, [str(label) for label in table.index])
+    ax.legend(title=table.columns.name)

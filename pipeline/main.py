@@ -5,8 +5,10 @@
 
 Tasks run in-process (a subprocess per task costs seconds of start-up each), in the order of
 `main.tasks`. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
-and config are unchanged is reused; anything downstream of a change runs again. A PipelineError
-(schema change, too many bad rows, fetch failure) halts the whole run with a non-zero exit.
+and config are unchanged is reused; anything downstream of a change runs again. A reused step gets
+no nested run of its own: main's run counts them (`tasks_reused`) and lists them, with the runs
+whose outputs they reuse, in its artifact `reused_tasks.json`. A PipelineError (schema change,
+too many bad rows, fetch failure) halts the whole run with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from pipeline.errors import ConfigError
 from pipeline.market.calendar import shift_trading_days, trading_days
 from pipeline.runtime import (
     TaskOutcome,
+    digest_memo,
     execute,
     git_commit,
     log_params,
     parse_date,
     resolve_date,
+    resolved,
     start_run,
 )
 
@@ -47,6 +51,7 @@ log = logging.getLogger("pipeline.main")  # not __name__: that is "__main__" und
 DAILY = (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)  # once per trading day
 FINAL = (model_train.SPEC, model_evaluate.SPEC, model_deploy.SPEC)  # once, on the last day
 SPECS = {spec.name: spec for spec in (*DAILY, *FINAL)}
+REUSED_ARTIFACT = "reused_tasks.json"  # in main's run: what was reused, from which runs
 
 
 def date_range(cfg: DictConfig) -> list[dt.date]:
@@ -74,12 +79,13 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
     if unknown:
         raise ConfigError(f"main.tasks has unknown tasks {unknown}; available: {list(SPECS)}")
     days = date_range(cfg.main)
+    cfg = resolved(cfg)
     outcomes: list[TaskOutcome] = []
     started = time.perf_counter()
     tags = {"pipeline.task": "main", "git_commit": git_commit() or "unknown"}
     daily = [s for s in DAILY if s.name in cfg.main.tasks]
     final = [s for s in FINAL if s.name in cfg.main.tasks]
-    with start_run(f"main {days[0]}..{days[-1]}", tags):
+    with start_run(f"main {days[0]}..{days[-1]}", tags), digest_memo():
         log_params(
             {
                 "main": to_container(cfg.main) | {"start": str(days[0]), "end": str(days[-1])},
@@ -88,11 +94,11 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
             }
         )
         for day in tqdm(days, desc="main", unit="day", disable=None):
-            today = [execute(spec, cfg, day) for spec in daily]
+            today = [execute(spec, cfg, day, record_skip=False) for spec in daily]
             outcomes += today
             log.info("%s: %s", day, ", ".join(f"{o.task} {o.status}" for o in today))
         for spec in final:
-            outcome = execute(spec, cfg, days[-1])
+            outcome = execute(spec, cfg, days[-1], record_skip=False)
             outcomes.append(outcome)
             log.info("%s: %s %s", days[-1], spec.name, outcome.status)
         status = Counter(o.status for o in outcomes)
@@ -100,11 +106,22 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
             {
                 "days": len(days),
                 "tasks_succeeded": status["succeeded"],
-                "tasks_skipped": status["skipped"],
+                "tasks_reused": status["skipped"],
                 "duration_s": time.perf_counter() - started,
             }
         )
+        mlflow.log_dict(reused_record(outcomes), REUSED_ARTIFACT)
     return outcomes
+
+
+def reused_record(outcomes: list[TaskOutcome]) -> list[dict[str, str]]:
+    """The reused (skipped) tasks: task, date and the run whose outputs were reused. main logs
+    it as its own artifact instead of a nested run per reused task-day."""
+    return [
+        {"task": o.task, "date": str(o.date), "reused_run_id": o.reused_run_id or ""}
+        for o in outcomes
+        if o.status == "skipped"
+    ]
 
 
 def main(cfg: DictConfig) -> None:

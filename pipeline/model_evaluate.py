@@ -19,12 +19,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline.artifacts import read_frame, write_frame, write_json
+from pipeline.artifacts import write_frame, write_json
 from pipeline.errors import DataError
 from pipeline.evaluation import baseline_predictions, summarise
 from pipeline.evaluation_report import log_summary, plot_comparison
 from pipeline.gate import gate_verdict
 from pipeline.market.calendar import trading_days
+from pipeline.model_train import read_features
 from pipeline.registry import Registry
 from pipeline.runtime import TaskContext, TaskSpec, execute, parse_date
 
@@ -66,12 +67,10 @@ def _holdout_paths(ctx: TaskContext) -> list[Path]:
 
 
 def load_holdout(paths: list[Path]) -> pd.DataFrame:
-    """The holdout feature rows with a reliable target IV, datetimes parsed (csv keeps strings)."""
-    frames = [read_frame(p) for p in paths]
-    df = pd.concat(frames, ignore_index=True)
-    for col in ("quote_date", "expiry"):
-        df[col] = pd.to_datetime(df[col])
-    return df[df["iv_reliable"].astype(bool)].reset_index(drop=True)
+    """The holdout feature rows with a reliable target IV: the columns that pricing and scoring
+    read (model_train.read_features: datetimes parsed, csv keeps strings)."""
+    frames = [read_features(p) for p in paths]
+    return pd.concat([f[f["iv_reliable"].astype(bool)] for f in frames], ignore_index=True)
 
 
 def predict(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:

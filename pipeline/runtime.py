@@ -5,6 +5,8 @@
 are unchanged and the recorded outputs are intact), an MLflow run (nested under `main` when one is
 active) with the task's resolved config as params, the task's retry policy around its body, its
 figures as metrics and its log and reports as artifacts, and finally a checkpoint manifest.
+A skipped task gets an MLflow run tagged pipeline.status=skipped when run on its own; inside
+`main` it gets none (main's run lists what it reused).
 
 A task provides a `TaskSpec`: what it reads (to hash), what it writes (to verify), and `run(ctx)`.
 """
@@ -18,14 +20,16 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.artifacts import Artifacts, file_digest, write_json
 from pipeline.config import REPO_ROOT, to_container
@@ -74,9 +78,10 @@ class TaskOutcome:
     task: str
     date: dt.date
     status: str  # succeeded | skipped
-    run_id: str | None
+    run_id: str | None  # this execution's MLflow run (None: a skip inside main has none)
     outputs: list[Path]
     metrics: dict[str, float]
+    reused_run_id: str | None = None  # skipped: the run whose outputs were reused
 
 
 def parse_date(value: Any, what: str = "date") -> dt.date:
@@ -128,6 +133,15 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def resolved(cfg: DictConfig) -> DictConfig:
+    """A copy of `cfg` with every interpolation replaced by its value (types and struct mode
+    kept). Reading an interpolated key parses it again each time (OmegaConf's grammar): main
+    resolves once instead of on every path and param read of every task-day."""
+    copy = cfg.copy()
+    OmegaConf.resolve(copy)
+    return copy
+
+
 def task_params(spec: TaskSpec, cfg: DictConfig) -> dict[str, Any]:
     """The task's resolved config: its own group, its retry policy and the shared keys it reads."""
     params = {
@@ -172,6 +186,34 @@ def relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+_DIGESTS: ContextVar[dict | None] = ContextVar("pipeline_digests", default=None)
+
+
+@contextmanager
+def digest_memo() -> Iterator[None]:
+    """Inside the block, each version of a file is hashed once (see `digest`). `main` runs in
+    one: a reused day's outputs are verified by their task and read again as the next task's
+    inputs (and the window's features as model_train's)."""
+    token = _DIGESTS.set({})
+    try:
+        yield
+    finally:
+        _DIGESTS.reset(token)
+
+
+def digest(path: Path) -> str:
+    """file_digest, remembered inside `digest_memo` per (path, inode, size, mtime in ns): the
+    runtime writes every artifact by atomic rename, i.e. as a new inode, so a rewrite is seen."""
+    memo = _DIGESTS.get()
+    if memo is None:
+        return file_digest(path)
+    st = os.stat(path)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in memo:
+        memo[key] = file_digest(path)
+    return memo[key]
+
+
 def _reusable(manifest_path: Path, key: str, root: Path) -> dict | None:
     if not manifest_path.exists():
         return None
@@ -181,8 +223,8 @@ def _reusable(manifest_path: Path, key: str, root: Path) -> dict | None:
         return None
     if manifest.get("key") != key:
         return None
-    for path, digest in manifest.get("outputs", {}).items():
-        if not (root / path).exists() or file_digest(root / path) != digest:
+    for path, recorded in manifest.get("outputs", {}).items():
+        if not (root / path).exists() or digest(root / path) != recorded:
             return None
     return manifest
 
@@ -247,54 +289,81 @@ class _TaskLog:
         self.handler.close()
 
 
-def execute(spec: TaskSpec, cfg: DictConfig, date: dt.date | None = None) -> TaskOutcome:
-    """Run one task for one date inside the shared runtime. Raises PipelineError on failure."""
+def execute(
+    spec: TaskSpec, cfg: DictConfig, date: dt.date | None = None, *, record_skip: bool = True
+) -> TaskOutcome:
+    """Run one task for one date inside the shared runtime. Raises PipelineError on failure.
+
+    A task whose checkpoint is reusable is skipped. Called on its own (`record_skip`), the skip
+    gets an MLflow run tagged pipeline.status=skipped; `main` passes record_skip=False and
+    records what it reused in its own run instead (one run per reused task-day is clutter)."""
     date = date or resolve_date(cfg[spec.name].date, f"{spec.name}.date")
     artifacts = Artifacts(cfg.paths, cfg.data_format)
     ctx = TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))
     params = task_params(spec, cfg)
-    tags = {
-        "pipeline.task": spec.name,
-        "pipeline.date": str(date),
-        "git_commit": git_commit() or "unknown",
-    }
-    with (
-        _TaskLog(artifacts.task_log(spec.log_name or spec.name, date)) as tlog,
-        start_run(f"{spec.name} {date}", tags) as run,
-    ):
+    with _TaskLog(artifacts.task_log(spec.log_name or spec.name, date)) as tlog:
+        ctx.log.info("start %s for %s", spec.name, date)
         try:
-            ctx.log.info("start %s for %s", spec.name, date)
-            log_params(params)
-            inputs = {relative(p, artifacts.root): file_digest(p) for p in spec.inputs(ctx)}
+            inputs = {relative(p, artifacts.root): digest(p) for p in spec.inputs(ctx)}
             upstream = spec.upstream(ctx)
-            if upstream:
-                mlflow.set_tags({f"pipeline.upstream.{k}": str(v) for k, v in upstream.items()})
             key = checkpoint_key(spec, params, date, inputs, upstream)
             manifest_path = artifacts.checkpoint(spec.name, date)
             reused = None if cfg[spec.name].force else _reusable(manifest_path, key, artifacts.root)
-            if reused is not None:
-                ctx.log.info(
-                    "skipped: inputs and config unchanged since run %s (force=true re-runs)",
-                    reused["run_id"],
-                )
-                mlflow.set_tags(
-                    {"pipeline.status": "skipped", "pipeline.reused_run_id": reused["run_id"]}
-                )
-                return TaskOutcome(
-                    spec.name,
-                    date,
-                    "skipped",
-                    run.info.run_id,
-                    [artifacts.root / p for p in reused["outputs"]],
-                    reused.get("metrics", {}),
-                )
-            return _run_body(spec, ctx, run.info.run_id, inputs, key, manifest_path)
+        except BaseException:
+            with _task_run(spec, ctx, params, tlog.path):
+                raise  # recorded as a failed run, like a failure of the body
+        if reused is None:
+            with _task_run(spec, ctx, params, tlog.path, upstream) as run:
+                return _run_body(spec, ctx, run.info.run_id, inputs, key, manifest_path)
+        ctx.log.info(
+            "skipped: inputs and config unchanged since run %s (force=true re-runs)",
+            reused["run_id"],
+        )
+        outcome = TaskOutcome(
+            spec.name,
+            date,
+            "skipped",
+            None,
+            [artifacts.root / p for p in reused["outputs"]],
+            reused.get("metrics", {}),
+            reused_run_id=reused["run_id"],
+        )
+        if not record_skip:
+            return outcome
+        with _task_run(spec, ctx, params, tlog.path, upstream) as run:
+            mlflow.set_tags(
+                {"pipeline.status": "skipped", "pipeline.reused_run_id": reused["run_id"]}
+            )
+        return replace(outcome, run_id=run.info.run_id)
+
+
+@contextmanager
+def _task_run(
+    spec: TaskSpec,
+    ctx: TaskContext,
+    params: dict[str, Any],
+    log_path: Path,
+    upstream: dict[str, str] | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """The task's MLflow run: its config as params, upstream references as tags; an exception
+    inside tags it failed (with the error) and propagates; the task log is logged at the end."""
+    tags = {
+        "pipeline.task": spec.name,
+        "pipeline.date": str(ctx.date),
+        "git_commit": git_commit() or "unknown",
+    }
+    with start_run(f"{spec.name} {ctx.date}", tags) as run:
+        try:
+            log_params(params)
+            if upstream:
+                mlflow.set_tags({f"pipeline.upstream.{k}": str(v) for k, v in upstream.items()})
+            yield run
         except BaseException as exc:
-            ctx.log.error("%s failed for %s: %s", spec.name, date, exc)
+            ctx.log.error("%s failed for %s: %s", spec.name, ctx.date, exc)
             mlflow.set_tags({"pipeline.status": "failed", "pipeline.error": str(exc)[:5000]})
             raise
         finally:
-            mlflow.log_artifact(str(tlog.path))
+            mlflow.log_artifact(str(log_path))
 
 
 def _run_body(
@@ -327,7 +396,7 @@ def _run_body(
             "key": key,
             "run_id": run_id,
             "inputs": inputs,
-            "outputs": {relative(p, ctx.artifacts.root): file_digest(p) for p in outputs},
+            "outputs": {relative(p, ctx.artifacts.root): digest(p) for p in outputs},
             "metrics": ctx.metrics,
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },

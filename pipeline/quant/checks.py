@@ -99,7 +99,10 @@ def parity_residuals(frame: pd.DataFrame, prices, tick=None) -> Check:
     """Put-call parity on every call/put pair: residual = C − P − D(F − K), breach if |residual| > tick.
 
     Details: one row per breaching pair (keys, strike, call, put, residual, tol), worst first."""
-    p = _prepare(frame, prices, tick)
+    return _parity(_prepare(frame, prices, tick))
+
+
+def _parity(p: pd.DataFrame) -> Check:
     p = p[np.isfinite(p["price"])].drop_duplicates([*LADDER, "strike"])
     keys = ["quote_date", "underlying", "expiry", "strike"]
     calls, puts = p[p["is_call"]], p[~p["is_call"]]
@@ -154,20 +157,26 @@ def strike_shape_violations(frame: pd.DataFrame, prices, tick=None) -> dict[str,
 
     Returns {"monotonic": Check, "convexity": Check}; `excess` in the details is how far (in price)
     the rule is broken."""
-    lad = _ladders(_prepare(frame, prices, tick))
+    return _shape(_prepare(frame, prices, tick))
+
+
+def _shape(p: pd.DataFrame) -> dict[str, Check]:
+    lad = _ladders(p)
     # monotone: a call may not gain value as the strike rises, a put may not lose it
     step = lad.dropna(subset=["v_prev"])
     rise = step["price"] - step["v_prev"]
     mono_excess = np.where(step["is_call"], rise, -rise)
     mono_tol = np.maximum(step["tol"], step["tol_prev"])
-    mono_bad = step.assign(excess=mono_excess)[mono_excess > mono_tol]
+    mono_breach = mono_excess > mono_tol
+    mono_bad = step[mono_breach].assign(excess=mono_excess[mono_breach])
     mono_spread = _share(mono_excess > step["hs"] + step["hs_prev"])
     # convex: the middle price may not exceed the strike-weighted average of its neighbours
     mid = lad.dropna(subset=["v_prev", "v_next"])
     w = (mid["k_next"] - mid["strike"]) / (mid["k_next"] - mid["k_prev"])
     conv_excess = mid["price"] - (w * mid["v_prev"] + (1 - w) * mid["v_next"])
     conv_tol = np.maximum.reduce([mid["tol"], mid["tol_prev"], mid["tol_next"]])
-    conv_bad = mid.assign(excess=conv_excess)[conv_excess > conv_tol]
+    conv_breach = conv_excess > conv_tol
+    conv_bad = mid[conv_breach].assign(excess=conv_excess[conv_breach])
     conv_spread = _share(conv_excess > w * mid["hs_prev"] + mid["hs"] + (1 - w) * mid["hs_next"])
     cols = [*LADDER, "k_prev", "strike", "k_next", "v_prev", "price", "v_next", "excess"]
     return {
@@ -190,7 +199,10 @@ def strike_shape_violations(frame: pd.DataFrame, prices, tick=None) -> dict[str,
 
 def bounds_violations(frame: pd.DataFrame, prices, tick=None) -> Check:
     """Prices outside the no-arbitrage bounds by more than a tick (non-finite prices count as outside)."""
-    p = _prepare(frame, prices, tick)
+    return _bounds(_prepare(frame, prices, tick))
+
+
+def _bounds(p: pd.DataFrame) -> Check:
     fk = p["forward"] - p["strike"]
     lower = p["discount"] * np.where(p["is_call"], np.maximum(fk, 0.0), np.maximum(-fk, 0.0))
     upper = p["discount"] * np.where(p["is_call"], p["forward"], p["strike"])
@@ -207,9 +219,7 @@ def bounds_violations(frame: pd.DataFrame, prices, tick=None) -> Check:
 
 
 def run_checks(frame: pd.DataFrame, prices, tick=None) -> dict[str, Check]:
-    """All checks: {"parity", "monotonic", "convexity", "bounds"} → Check."""
-    return {
-        "parity": parity_residuals(frame, prices, tick),
-        **strike_shape_violations(frame, prices, tick),
-        "bounds": bounds_violations(frame, prices, tick),
-    }
+    """All checks: {"parity", "monotonic", "convexity", "bounds"} → Check (the contracts' columns
+    and ticks prepared once for the three)."""
+    p = _prepare(frame, prices, tick)
+    return {"parity": _parity(p), **_shape(p), "bounds": _bounds(p)}

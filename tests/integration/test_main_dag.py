@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import mlflow
 import pytest
 
 from pipeline.main import next_steps, run_pipeline
@@ -17,6 +18,12 @@ FAST_MODEL = [
     "model_train.days=25",
     "model_evaluate.bootstrap_samples=50",
 ]
+
+
+def _task_runs() -> int:
+    """Task runs (not main's) in the active tracking store's experiment."""
+    runs = mlflow.search_runs(experiment_names=["options-pricing"], output_format="list")
+    return sum(r.data.tags.get("pipeline.task") != "main" for r in runs)
 
 
 @pytest.fixture
@@ -49,8 +56,10 @@ def test_main_ends_with_a_candidate_in_staging_and_reuses_everything_next_time(
     message = next_steps(next(o for o in first if o.task == "model_deploy"))
     assert f"v{staging.version} in Staging" in message and "make promote" in message
 
+    runs_before = _task_runs()
     again = run_pipeline(cfg)
     assert {o.status for o in again} == {"skipped"}
+    assert _task_runs() == runs_before  # reused steps: no nested run each, main's run lists them
 
     changed = run_pipeline(
         make_cfg(f"paths.root={root}", *TINY_DAYS, *FAST_MODEL, "model_train.max_depth=3")

@@ -85,6 +85,10 @@ def test_second_run_is_skipped_and_force_reruns(make_cfg, tracking):
         "succeeded",
         "succeeded",
     ]
+    # a task run on its own records its skip as a run, naming the run it reused
+    skipped = runs[runs["tags.pipeline.status"] == "skipped"].iloc[0]
+    assert skipped["run_id"] == second.run_id
+    assert skipped["tags.pipeline.reused_run_id"] == first.run_id == second.reused_run_id
 
 
 def test_tampered_output_is_rebuilt(make_cfg, tracking):
@@ -140,6 +144,17 @@ def test_main_reuses_unchanged_days_and_reruns_downstream_of_a_change(make_cfg, 
     assert len(first) == 9 and {o.status for o in first} == {"succeeded"}
     again = run_pipeline(cfg)
     assert {o.status for o in again} == {"skipped"}
+    # reused task-days get no MLflow run of their own: the second main run lists them instead,
+    # with the runs whose outputs they reuse
+    runs = _runs(tracking)
+    assert (runs["tags.pipeline.task"] != "main").sum() == 9
+    second = runs[runs["tags.pipeline.task"] == "main"].sort_values("start_time").iloc[-1]
+    assert second["metrics.tasks_reused"] == 9 and second["metrics.tasks_succeeded"] == 0
+    listed = mlflow.artifacts.load_dict(f"runs:/{second['run_id']}/reused_tasks.json")
+    assert {(r["task"], r["date"]): r["reused_run_id"] for r in listed} == {
+        (o.task, str(o.date)): o.run_id for o in first
+    }
+    assert all(o.run_id is None and o.reused_run_id for o in again)
     # change validation config: fetch is reused, validate and features run again
     changed = run_pipeline(
         make_cfg(
