@@ -12,8 +12,11 @@ from omegaconf import OmegaConf
 from pipeline.evaluation import (
     baseline_predictions,
     bootstrap_ci,
+    bootstrap_counts,
     bsm_from_iv,
     bucket_table,
+    group_stats,
+    metrics_from_stats,
     regression_metrics,
     summarise,
 )
@@ -124,6 +127,47 @@ def test_bootstrap_ci_is_seeded_and_handles_dict_metrics():
     assert first == again
     assert first["n"] == (400.0, 400.0)  # every resample keeps 8 dates of 50 rows
     assert first["rmse"][0] < first["rmse"][1]
+
+
+def _direct(a_iv, p_iv, a_px, p_px, bid, ask, min_mid):
+    """The figures computed straight from the rows (the definitions, no per-group sums)."""
+
+    def r2(a, p):
+        return 1 - np.sum((p - a) ** 2) / np.sum((a - a.mean()) ** 2)
+
+    big = a_px >= min_mid
+    return {
+        "n": len(a_iv),
+        "iv_rmse": np.sqrt(np.mean((p_iv - a_iv) ** 2)),
+        "iv_mae": np.mean(np.abs(p_iv - a_iv)),
+        "iv_bias": np.mean(p_iv - a_iv),
+        "iv_r2": r2(a_iv, p_iv),
+        "price_rmse": np.sqrt(np.mean((p_px - a_px) ** 2)),
+        "price_mae": np.mean(np.abs(p_px - a_px)),
+        "price_mape": np.mean(np.abs(p_px - a_px)[big] / a_px[big]),
+        "price_r2": r2(a_px, p_px),
+        "inside_spread_share": np.mean((p_px >= bid) & (p_px <= ask)),
+    }
+
+
+def test_a_resample_scored_from_per_date_sums_equals_rescoring_its_rows():
+    rng = np.random.default_rng(11)
+    n_dates, rows = 7, 300
+    date = rng.integers(0, n_dates, rows)
+    a_iv = 0.2 + 0.05 * rng.random(rows) + 0.02 * date  # dates differ in level: R² between-dates
+    p_iv = a_iv + rng.normal(0, 0.01, rows)
+    a_px, p_px = 10 * a_iv * rng.random(rows), 10 * p_iv * rng.random(rows)
+    bid, ask = a_px - 0.05, a_px + 0.05
+    cols = (a_iv, p_iv, a_px, p_px, bid, ask)
+    stats = group_stats(*cols, 0.1, date, n_dates)
+    counts = bootstrap_counts(n_dates, 5, seed=2)
+    fast = metrics_from_stats(stats, counts)
+    for i, weights in enumerate(counts):
+        picked = np.concatenate([np.flatnonzero(date == d) for d in range(n_dates)
+                                 for _ in range(int(weights[d]))])  # fmt: skip
+        slow = _direct(*(c[picked] for c in cols), 0.1)
+        for key, value in slow.items():
+            assert fast[key][i] == pytest.approx(value, rel=1e-9, abs=1e-12), key
 
 
 def test_baselines_use_only_yesterdays_information():
