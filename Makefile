@@ -9,8 +9,10 @@ HOST ?= 127.0.0.1
 UI_PORT ?= 5000
 ARGS ?=
 TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+SERVE_PORT ?= 3000
+APP_PORT ?= 8501
 
-.PHONY: help uv install run fetch validate features train evaluate deploy promote rollback history ui test test-fast lint format bench clean
+.PHONY: help uv install run fetch validate features train evaluate deploy promote rollback history ui serve app test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -57,6 +59,12 @@ history: install ## Promotion/rollback history and the registry's current state
 
 ui: install ## MLflow UI on http://127.0.0.1:5000 (compare runs, see params/metrics/artifacts)
 	$(RUN) mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(UI_PORT)
+
+serve: install ## Pricing service on http://127.0.0.1:3000 (BentoML; POST /price, OpenAPI page at /; SERVE_PORT=...)
+	BENTOML_DO_NOT_TRACK=True MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) bentoml serve serving.service:OptionsPricingService --host $(HOST) --port $(SERVE_PORT)
+
+app: install ## Streamlit app on http://127.0.0.1:8501: pricer, smile, registry (needs make serve for prices; APP_PORT=...)
+	PRICING_URL=$${PRICING_URL:-http://$(HOST):$(SERVE_PORT)} MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) streamlit run serving/app.py --server.address $(HOST) --server.port $(APP_PORT) --server.headless true --browser.gatherUsageStats false
 
 test: install ## Lint and run the whole test suite
 	$(RUN) ruff check .

@@ -201,6 +201,17 @@ class ModelDeployConfig:
 
 
 @dataclass
+class ServingConfig:
+    host: str = MISSING
+    port: int = MISSING
+    model_name: str = MISSING
+    alias: str = MISSING
+    poll_s: float = MISSING  # registry poll interval; 0 = off
+    batch_max_contracts: int = MISSING  # adaptive batching limit; 1 = off
+    timeout_s: float = MISSING
+
+
+@dataclass
 class MainConfig:
     start_date: str | None = None
     end_date: str | None = None
@@ -221,6 +232,7 @@ class Config:
     model_evaluate: ModelEvaluateConfig = MISSING
     model_deploy: ModelDeployConfig = MISSING
     registry: RegistryConfig = MISSING
+    serving: ServingConfig = MISSING
     main: MainConfig = MISSING
     date: str | None = None  # business date (YYYY-MM-DD); None = latest trading day
     data_format: str = MISSING  # parquet | csv

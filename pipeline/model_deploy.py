@@ -153,7 +153,7 @@ def _incident(ctx: TaskContext, service, registry: Registry, failed, health) -> 
     """Roll back to previous-production, reload, verify, record; then fail the task."""
     for line in health.checks:
         ctx.log.error("health check v%s: %s", failed.version, line)
-    incident = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "failed_version": failed.version,
+    incident = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "failed_version": str(failed.version),
                 "checks": health.checks, "rollback": None, "after_rollback": None}  # fmt: skip
     previous = registry.resolve("previous-production")
     if previous is None:
@@ -168,7 +168,7 @@ def _incident(ctx: TaskContext, service, registry: Registry, failed, health) -> 
         try:
             after = _roll_out(ctx, service, registry, previous)
             incident["after_rollback"] = {
-                "version": previous.version,
+                "version": str(previous.version),
                 "passed": after.passed,
                 "checks": after.checks,
             }
@@ -176,7 +176,7 @@ def _incident(ctx: TaskContext, service, registry: Registry, failed, health) -> 
             log("after rollback, v%s: %s", previous.version, "; ".join(after.checks))
         except ServiceUnreachable as exc:
             incident["after_rollback"] = {
-                "version": previous.version,
+                "version": str(previous.version),
                 "passed": False,
                 "checks": [str(exc)],
             }

@@ -1,0 +1,291 @@
+"""The model the service answers with, and how it is replaced without a restart.
+
+`ModelHolder.reload()` is the one way a model gets in (start-up, the registry poll, POST
+/admin/reload all call it):
+
+1. resolve the alias (`production`) in the registry → version;
+2. same version as served → nothing to do;
+3. load that version fully (mlflow.pyfunc) and **self-check** it: its logged input example goes
+   through the request schema and the serving path, and must come out finite and equal to the
+   pyfunc model's own `predict` of the same example (MLflow's path, signature enforcement
+   included): a model that cannot price its own example never serves;
+4. swap: one reference assignment. A request takes `holder.current` once and prices with that
+   object to the end, so in-flight requests finish on the old model while new ones get the new.
+
+A failed resolve, load or self-check leaves the served model as it is and raises `ReloadFailed`
+naming why. Reloads are serialised by a lock; pricing never waits for it.
+
+`RegistryPoller` runs `reload` at start-up and then every `poll_s` seconds on a daemon thread,
+so a promotion or a rollback in the registry is picked up without a call. It does not retry a
+version that already failed (POST /admin/reload does) and logs each distinct failure once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from serving.errors import ReloadFailed, SelfCheckFailed
+from serving.pricing import FIELDS, Pricer, check_underlyings, contracts_frame, predict
+from serving.schemas import Rejection, parse_price_request
+
+log = logging.getLogger("serving.model")
+IV_TOLERANCE = 1e-9  # serving path vs pyfunc predict: the same code, so equal up to rounding
+PRICE_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A version loaded from the registry, not yet checked."""
+
+    version: str
+    run_id: str | None
+    pricer: Pricer
+    example: pd.DataFrame | None  # the logged input example (raw contract rows)
+    offline: pd.DataFrame | None  # the pyfunc model's predict(example): iv, price
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A checked version, as the service serves it."""
+
+    model_name: str
+    alias: str
+    version: str
+    run_id: str | None
+    pricer: Pricer
+    underlyings: frozenset[str]
+    loaded_at: dt.datetime
+
+    def info(self) -> dict:
+        return {"model_name": self.model_name, "alias": self.alias, "version": self.version,
+                "run_id": self.run_id, "loaded_at": self.loaded_at.isoformat(timespec="seconds")}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    previous_version: str | None
+    version: str
+    reloaded: bool
+
+
+class ModelSource(Protocol):
+    """Where versions come from: the MLflow registry in the service, a fake in unit tests."""
+
+    model_name: str
+    alias: str
+
+    def resolve(self) -> tuple[str, str | None] | None:
+        """(version, run_id) holding the alias, or None when no version holds it."""
+
+    def load(self, version: str) -> Candidate: ...
+
+
+class RegistrySource:
+    """`models:/<name>/<version>` of the version holding `@alias`, from the MLflow registry at
+    `tracking_uri` (resolve first, then load that exact version: a promotion between the two
+    calls cannot mix versions up)."""
+
+    def __init__(self, tracking_uri: str, model_name: str, alias: str):
+        import mlflow
+
+        from pipeline.registry import Registry
+
+        self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
+        mlflow.set_tracking_uri(tracking_uri)  # pyfunc.load_model resolves models:/ through it
+        self._registry = Registry(model_name, mlflow.MlflowClient(tracking_uri))
+
+    def resolve(self) -> tuple[str, str | None] | None:
+        mv = self._registry.resolve(self.alias)  # RegistryUnavailable when unreachable
+        return (str(mv.version), mv.run_id) if mv is not None else None
+
+    def load(self, version: str) -> Candidate:
+        import mlflow
+
+        uri = f"models:/{self.model_name}/{version}"
+        path = list(sys.path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MLflow's notices about the loaded model's env
+                model = mlflow.pyfunc.load_model(uri)
+        finally:
+            # MLflow prepends the model's copy of `pipeline` to sys.path on every load; this
+            # process already imported the repository's, so the copy is never used: drop it.
+            sys.path[:] = path
+        example = model.input_example
+        example = pd.DataFrame(example) if example is not None else None
+        offline = pd.DataFrame(model.predict(example)) if example is not None else None
+        run_id = model.metadata.run_id
+        return Candidate(version, run_id, model.unwrap_python_model(), example, offline)
+
+
+def self_check(candidate: Candidate) -> None:
+    """The version's logged input example, sent through the request schema and the serving path,
+    must price finite and equal to the pyfunc model's own prediction; else SelfCheckFailed."""
+    v = candidate.version
+    if candidate.example is None or candidate.offline is None or candidate.example.empty:
+        raise SelfCheckFailed(f"v{v} has no logged input example to check it with")
+    body = json.dumps({"contracts": example_contracts(candidate.example)}).encode()
+    try:
+        contracts = parse_price_request(body).contracts
+        check_underlyings(contracts, set(candidate.pricer.state.underlyings))
+        iv, price = predict(candidate.pricer, contracts_frame(contracts))
+    except Rejection as exc:
+        raise SelfCheckFailed(f"v{v} cannot price its own input example: {exc}") from None
+    except Exception as exc:  # a broken model: any failure means "do not serve it"
+        raise SelfCheckFailed(
+            f"v{v} failed on its input example: {type(exc).__name__}: {exc}"
+        ) from None
+    expected_iv = candidate.offline["iv"].to_numpy(float)
+    expected_price = candidate.offline["price"].to_numpy(float)
+    if len(iv) != len(expected_iv):
+        raise SelfCheckFailed(f"v{v}: {len(iv)} answers for {len(expected_iv)} example contracts")
+    iv_gap = float(np.max(np.abs(iv - expected_iv)))
+    price_ok = np.allclose(price, expected_price, rtol=PRICE_RTOL, atol=1e-12)
+    if not (iv_gap <= IV_TOLERANCE and price_ok):  # NaN gaps fail too
+        raise SelfCheckFailed(f"v{v}: the serving path's IVs differ from the model's own "
+                              f"prediction of its input example by up to {iv_gap:.2e}")  # fmt: skip
+
+
+def example_contracts(example: pd.DataFrame) -> list[dict]:
+    """The example's rows as JSON contracts (the fields the request schema knows)."""
+    rows = []
+    for row in example[[c for c in FIELDS if c in example.columns]].to_dict(orient="records"):
+        contract = {}
+        for key, value in row.items():
+            if key in ("expiry", "quote_date"):
+                value = pd.Timestamp(value).strftime("%Y-%m-%d")
+            elif isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, float) and np.isnan(value):
+                value = None
+            contract[key] = value
+        rows.append(contract)
+    return rows
+
+
+@dataclass
+class ModelHolder:
+    """The served model (`current`), replaced only by `reload` (see the module docstring)."""
+
+    source: ModelSource
+    check: Callable[[Candidate], None] = self_check
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    current: LoadedModel | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # version → why it was refused
+    last_error: str | None = None  # why the last reload failed (None after a success)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def serving(self) -> str | None:
+        model = self.current
+        return model.version if model else None
+
+    def reload(self, retry_failed: bool = True) -> Reloaded:
+        """Serve the version that now holds the alias (see the module docstring).
+        `retry_failed=False` (the poll) does not load again a version that already failed."""
+        with self._lock:
+            try:
+                outcome = self._reload(retry_failed)
+            except ReloadFailed as exc:
+                self.last_error = str(exc)
+                raise
+            self.last_error = None
+            return outcome
+
+    def _reload(self, retry_failed: bool) -> Reloaded:
+        before = self.serving
+        version, run_id = self._resolve(before)
+        if version == before:
+            return Reloaded(before, before, reloaded=False)
+        if not retry_failed and version in self.failed:
+            raise ReloadFailed(self._refusal(version, before))
+        candidate = self._load_checked(version, before)
+        self.current = LoadedModel(
+            self.source.model_name, self.source.alias, version, run_id or candidate.run_id,
+            candidate.pricer, frozenset(candidate.pricer.state.underlyings), self.clock(),
+        )  # fmt: skip
+        return Reloaded(before, version, reloaded=True)
+
+    def _load_checked(self, version: str, before: str | None) -> Candidate:
+        """Load and self-check `version`; ReloadFailed (remembered in `failed`) if either fails."""
+        try:
+            candidate = self.source.load(version)
+            self.check(candidate)
+        except Exception as exc:  # whatever breaks, the version does not serve
+            why = str(exc) if isinstance(exc, SelfCheckFailed) else f"{type(exc).__name__}: {exc}"
+            self.failed[version] = " ".join(why.split())[:500]
+            raise ReloadFailed(self._refusal(version, before)) from None
+        self.failed.pop(version, None)
+        return candidate
+
+    def _refusal(self, version: str, before: str | None) -> str:
+        return (f"v{version} of {self.source.model_name} (@{self.source.alias}) was not loaded: "
+                f"{self.failed[version]}; {self._still(before)}")  # fmt: skip
+
+    def _resolve(self, before: str | None) -> tuple[str, str | None]:
+        name, alias = self.source.model_name, self.source.alias
+        try:
+            target = self.source.resolve()
+        except Exception as exc:
+            raise ReloadFailed(f"the registry did not answer for {name}@{alias}: {exc}; "
+                               f"{self._still(before)}") from None  # fmt: skip
+        if target is None:
+            raise ReloadFailed(
+                f"no version of {name} holds the alias @{alias}; {self._still(before)}"
+            )
+        return target
+
+    @staticmethod
+    def _still(before: str | None) -> str:
+        return f"still serving v{before}" if before else "no model is loaded"
+
+
+class RegistryPoller:
+    """Calls `holder.reload` now and then every `poll_s` seconds (0: only now) on a daemon
+    thread, logging swaps and each distinct failure once."""
+
+    def __init__(self, holder: ModelHolder, poll_s: float):
+        self.holder, self.poll_s = holder, poll_s
+        self._stop = threading.Event()
+        self._last_failure: str | None = None
+        self._thread = threading.Thread(target=self._run, name="registry-poll", daemon=True)
+
+    def start(self) -> RegistryPoller:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def poll_once(self) -> None:
+        try:
+            outcome = self.holder.reload(retry_failed=False)
+        except ReloadFailed as exc:
+            if str(exc) != self._last_failure:
+                log.warning("%s", exc)
+                self._last_failure = str(exc)
+            return
+        except Exception:  # the poll must outlive anything a reload throws
+            log.exception("registry poll failed")
+            return
+        self._last_failure = None
+        if outcome.reloaded:
+            log.info("now serving v%s (was %s)", outcome.version,
+                     f"v{outcome.previous_version}" if outcome.previous_version else "none")  # fmt: skip
+
+    def _run(self) -> None:
+        self.poll_once()
+        while self.poll_s > 0 and not self._stop.wait(self.poll_s):
+            self.poll_once()

@@ -1,0 +1,76 @@
+"""From validated contracts to prices with one loaded model (no HTTP, no registry).
+
+The model is the registered pyfunc's own Python object (`OptionsPricer`, unwrapped): the same
+feature code and booster as `mlflow.pyfunc.load_model(...).predict`, without MLflow's per-call
+schema enforcement (the request schema has already checked every field). Its `state` is the
+market-state snapshot saved with the version; contracts on an underlying it has no state for are
+rejected here, by index, before anything is priced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from pipeline.model.pricer import ContractError
+from serving.schemas import Contract, Problem, Rejection, summary
+
+FIELDS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot", "rate",
+          "dividend_yield", "option")  # fmt: skip
+
+
+class Pricer(Protocol):
+    """What the service needs of a model: OptionsPricer's predict and its market state."""
+
+    state: object  # MarketState: .underlyings
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame: ...
+
+
+def contracts_frame(contracts: Sequence[Contract]) -> pd.DataFrame:
+    """The model's input frame: one row per contract, dates as datetime64, nulls as NaN/None."""
+    columns = {f: [getattr(c, f) for c in contracts] for f in FIELDS}
+    frame = pd.DataFrame(columns)
+    for col in ("expiry", "quote_date"):
+        frame[col] = pd.to_datetime(frame[col])
+    for col in ("rate", "dividend_yield"):
+        frame[col] = frame[col].astype(float)
+    return frame
+
+
+def check_underlyings(contracts: Sequence[Contract], known: set[str]) -> None:
+    """Raise a 422 Rejection naming every contract whose underlying the model has no state for."""
+    problems = [
+        Problem(
+            index=i,
+            field="underlying",
+            message=f"unknown underlying {c.underlying!r}: the model has market state for "
+            f"{', '.join(sorted(known))} only",
+        )  # fmt: skip
+        for i, c in enumerate(contracts)
+        if c.underlying not in known
+    ]
+    if problems:
+        raise Rejection(422, summary(problems), problems)
+
+
+def predict(pricer: Pricer, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(iv, price) arrays for the rows of `frame`.
+
+    Raises Rejection(422) when the model's own validation refuses rows (pricer.validate_contracts
+    names each row index) or when a row has no finite answer."""
+    try:
+        with np.errstate(all="ignore"):  # extreme-but-valid inputs: checked below, not warned
+            out = pricer.predict(None, frame)
+    except ContractError as exc:
+        raise Rejection(422, f"the model refused the contracts: {exc}") from None
+    iv, price = out["iv"].to_numpy(float), out["price"].to_numpy(float)
+    bad = np.flatnonzero(~(np.isfinite(iv) & np.isfinite(price)))
+    if len(bad):
+        problems = [Problem(index=int(i), field=None, message="the model has no finite price "
+                            "for this contract") for i in bad]  # fmt: skip
+        raise Rejection(422, summary(problems), problems)
+    return iv, price
