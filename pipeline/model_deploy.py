@@ -42,7 +42,7 @@ class DeploymentFailed(PipelineError):
     """The Production version failed its health check in the service (after any rollback)."""
 
 
-NEXT_STEPS = "make ui (compare runs) · make promote (Staging → Production) · make history"
+NEXT_STEPS = "make ui (compare runs) · make promote (Staging → Production) · make serve (price over HTTP) · make app · make history"
 
 
 def decide(

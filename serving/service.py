@@ -48,8 +48,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from serving.errors import NotLoaded, ReloadFailed
 from serving import schemas
+from serving.errors import NotLoaded, ReloadFailed
 from serving.schemas import MAX_BODY_BYTES, MAX_CONTRACTS, Rejection, parse_price_request
 
 if TYPE_CHECKING:
