@@ -11,8 +11,9 @@ ARGS ?=
 TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 SERVE_PORT ?= 3000
 APP_PORT ?= 8501
+DASHBOARD_PORT ?= 8000
 
-.PHONY: help uv install run fetch validate features train evaluate deploy promote rollback history ui serve app test test-fast lint format bench clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor promote rollback history ui serve app dashboard test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +49,9 @@ evaluate: install ## Run model_evaluate: Staging candidate vs Production vs base
 deploy: install ## Run model_deploy: the gate (awaiting approval unless model_deploy.auto_promote=true)
 	$(RUN) python -m pipeline.model_deploy $(ARGS)
 
+monitor: install ## Run monitor: Production vs its holdout on the newest day (drift + IV errors) -> retrain trigger
+	$(RUN) python -m pipeline.monitor $(ARGS)
+
 promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)
 	$(RUN) python -m pipeline.promote $(if $(VERSION),registry.version=$(VERSION)) $(if $(FORCE),registry.force=true) $(if $(REASON),'registry.reason="$(REASON)"') $(ARGS)
 
@@ -65,6 +69,9 @@ serve: install ## Pricing service on http://127.0.0.1:3000 (BentoML; POST /price
 
 app: install ## Streamlit app on http://127.0.0.1:8501: pricer, smile, registry (needs make serve for prices; APP_PORT=...)
 	PRICING_URL=$${PRICING_URL:-http://$(HOST):$(SERVE_PORT)} MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) streamlit run serving/app.py --server.address $(HOST) --server.port $(APP_PORT) --server.headless true --browser.gatherUsageStats false
+
+dashboard: install ## Evidently UI on http://127.0.0.1:8000: the monitor's daily drift and IV error dashboard
+	DO_NOT_TRACK=1 $(RUN) evidently ui --workspace $${EVIDENTLY_WORKSPACE:-$(CURDIR)/reports/evidently_workspace} --host $(HOST) --port $(DASHBOARD_PORT)
 
 test: install ## Lint and run the whole test suite
 	$(RUN) ruff check .

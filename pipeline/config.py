@@ -65,6 +65,7 @@ class RetryConfig:
     model_evaluate: RetryPolicy = MISSING
     model_deploy: RetryPolicy = MISSING
     generate_report: RetryPolicy = MISSING
+    monitor: RetryPolicy = MISSING
 
 
 @dataclass
@@ -212,6 +213,23 @@ class ServingConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """monitor: the Production model on the newest validated day vs its holdout (drift + errors),
+    and the retrain trigger (monitoring.trigger)."""
+
+    date: str | None = None  # the day to monitor; None = the newest feature file
+    force: bool = False
+    rmse_degradation: float = MISSING  # retrain when IV RMSE > reference × (1 + this)
+    drift_share: float = MISSING  # retrain when the share of drifted features exceeds this
+    sample_size: int = MISSING  # rows of current and reference that Evidently sees (seeded)
+    seed: int = MISSING
+    workspace: str = MISSING  # local Evidently workspace (make dashboard)
+    project: str = MISSING  # its project name
+    retrain: bool = MISSING  # on a trigger, run model_train → model_evaluate
+    auto_promote: bool = False  # promote a retrained candidate that passed the gate
+
+
+@dataclass
 class MainConfig:
     start_date: str | None = None
     end_date: str | None = None
@@ -231,6 +249,7 @@ class Config:
     model_train: ModelTrainConfig = MISSING
     model_evaluate: ModelEvaluateConfig = MISSING
     model_deploy: ModelDeployConfig = MISSING
+    monitor: MonitorConfig = MISSING
     registry: RegistryConfig = MISSING
     serving: ServingConfig = MISSING
     main: MainConfig = MISSING

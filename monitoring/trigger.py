@@ -1,0 +1,93 @@
+"""The retrain trigger: a pure policy over the monitor's summary and the configured thresholds.
+
+Retrain when either
+- the Production model's IV RMSE on the monitored day is worse than its reference RMSE (its
+  holdout RMSE, recorded at registration) by **more than** `rmse_degradation` (0.10 = 10%), or
+- the share of the model's features that drifted (Evidently's per-column drift tests) is **more
+  than** `drift_share`.
+
+"More than" is strict: a figure exactly at its threshold does not trigger (compared with a
+relative tolerance of 1e-9, so 0.11 vs 0.10 × 1.10 counts as "at", whatever the float rounding).
+Every decision carries one reason per check, fired or not, so the log says why nothing happened
+as clearly as why something did. A figure that could not be computed (no scored rows, no
+reference) never triggers, and its reason says what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rmse_degradation: float = 0.10  # relative: 0.10 = RMSE more than 10% above its reference
+    drift_share: float = 0.5  # share of the model's features whose drift test failed
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Thresholds:
+        return cls(float(cfg.rmse_degradation), float(cfg.drift_share))
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def _above(value: float, limit: float) -> bool:
+    """value > limit, where equal within TOLERANCE is not above."""
+    return value > limit and not math.isclose(value, limit, rel_tol=TOLERANCE, abs_tol=1e-12)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _mark(fired: bool) -> str:
+    return "[trigger]" if fired else "[ok]"
+
+
+def rmse_check(rmse: Any, reference: Any, allowed: float) -> tuple[bool, str]:
+    """(degraded, reason) for the IV RMSE against its reference."""
+    if not _finite(rmse):
+        return False, "IV RMSE: not computed (no scored rows): no performance signal"
+    if not _finite(reference) or reference <= 0:
+        return False, "IV RMSE: no reference RMSE for the Production version: cannot judge"
+    degraded = _above(rmse, reference * (1.0 + allowed))
+    verdict = "more than" if degraded else "within"
+    return degraded, (
+        f"IV RMSE {rmse:.5f} vs reference {reference:.5f}: {rmse / reference - 1.0:+.1%}, "
+        f"{verdict} the allowed {allowed:+.1%}"
+    )
+
+
+def drift_check(share: Any, drifted: list[str], allowed: float) -> tuple[bool, str]:
+    """(drifted, reason) for the share of drifted features."""
+    if not _finite(share):
+        return False, "feature drift: not computed: no drift signal"
+    over = _above(share, allowed)
+    names = f" ({', '.join(drifted)})" if drifted else ""
+    verdict = "above" if over else "within"
+    return over, f"feature drift share {share:.0%}{names}, {verdict} the allowed {allowed:.0%}"
+
+
+def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
+    """Retrain or not, from the summary's `rmse`, `reference_rmse`, `drift_share` and
+    `drifted_columns` (see pipeline.monitor), with one reason per check ("[trigger] …"/"[ok] …")."""
+    degraded, rmse_reason = rmse_check(
+        summary.get("rmse"), summary.get("reference_rmse"), thresholds.rmse_degradation
+    )
+    drifted, drift_reason = drift_check(
+        summary.get("drift_share"),
+        list(summary.get("drifted_columns") or []),
+        thresholds.drift_share,
+    )
+    return Decision(
+        degraded or drifted,
+        [f"{_mark(degraded)} {rmse_reason}", f"{_mark(drifted)} {drift_reason}"],
+    )

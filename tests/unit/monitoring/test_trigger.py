@@ -1,0 +1,97 @@
+"""The retrain trigger policy: RMSE degradation (at, just below, just above 10%), drift, both."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from monitoring.trigger import Thresholds, decide
+
+REFERENCE = 0.0110
+POLICY = Thresholds(rmse_degradation=0.10, drift_share=0.5)
+
+
+def summary(rmse: float, share: float = 0.0, drifted: list[str] | None = None) -> dict:
+    return {"rmse": rmse, "reference_rmse": REFERENCE, "drift_share": share,
+            "drifted_columns": drifted or []}  # fmt: skip
+
+
+@pytest.mark.parametrize("reference", [0.0110, 0.1, 0.0123456, 1.0 / 3.0])
+def test_rmse_exactly_at_the_threshold_does_not_trigger(reference):
+    decision = decide({"rmse": reference * 1.10, "reference_rmse": reference,
+                       "drift_share": 0.0}, POLICY)  # fmt: skip
+    assert not decision.retrain, decision.reasons
+
+
+def test_rmse_exactly_ten_percent_in_decimals_does_not_trigger():
+    decision = decide({"rmse": 0.11, "reference_rmse": 0.10, "drift_share": 0.0}, POLICY)
+    assert not decision.retrain, decision.reasons
+
+
+def test_rmse_just_below_the_threshold_does_not_trigger():
+    decision = decide(summary(REFERENCE * 1.0999), POLICY)
+    assert not decision.retrain
+    assert decision.reasons[0].startswith("[ok] IV RMSE")
+    assert "within the allowed +10.0%" in decision.reasons[0]
+
+
+def test_rmse_just_above_the_threshold_triggers():
+    decision = decide(summary(REFERENCE * 1.1001), POLICY)
+    assert decision.retrain
+    assert decision.reasons[0].startswith("[trigger] IV RMSE")
+    assert "more than the allowed +10.0%" in decision.reasons[0]
+    assert decision.reasons[1].startswith("[ok] feature drift")
+
+
+def test_an_improved_rmse_does_not_trigger():
+    assert not decide(summary(REFERENCE * 0.5), POLICY).retrain
+
+
+def test_the_degradation_threshold_is_configurable():
+    assert decide(summary(REFERENCE * 1.06), Thresholds(rmse_degradation=0.05)).retrain
+    assert not decide(summary(REFERENCE * 1.06), Thresholds(rmse_degradation=0.20)).retrain
+
+
+def test_drift_only_triggers_and_names_the_drifted_columns():
+    decision = decide(summary(REFERENCE, share=0.6, drifted=["rv_5d", "prev_iv"]), POLICY)
+    assert decision.retrain
+    assert decision.reasons[0].startswith("[ok] IV RMSE")
+    assert decision.reasons[1].startswith("[trigger] feature drift share 60%")
+    assert "rv_5d, prev_iv" in decision.reasons[1]
+
+
+def test_drift_share_exactly_at_the_threshold_does_not_trigger():
+    assert not decide(summary(REFERENCE, share=0.5), POLICY).retrain
+
+
+def test_both_checks_firing_give_both_reasons():
+    decision = decide(summary(REFERENCE * 1.5, share=1.0, drifted=["rv_5d"]), POLICY)
+    assert decision.retrain
+    assert [r.split()[0] for r in decision.reasons] == ["[trigger]", "[trigger]"]
+
+
+def test_nothing_fires_and_the_reasons_still_say_why():
+    decision = decide(summary(REFERENCE, share=0.1), POLICY)
+    assert not decision.retrain and len(decision.reasons) == 2
+    assert all(r.startswith("[ok]") for r in decision.reasons)
+
+
+@pytest.mark.parametrize(
+    ("figures", "said"),
+    [
+        ({"rmse": math.nan, "reference_rmse": REFERENCE, "drift_share": 0.0}, "no scored rows"),
+        ({"rmse": 0.5, "reference_rmse": None, "drift_share": 0.0}, "no reference RMSE"),
+        ({"rmse": 0.5, "drift_share": math.nan}, "not computed"),
+    ],
+)
+def test_missing_figures_never_trigger_and_say_what_is_missing(figures, said):
+    decision = decide(figures, POLICY)
+    assert not decision.retrain
+    assert any(said in r for r in decision.reasons), decision.reasons
+
+
+def test_thresholds_from_config():
+    cfg = SimpleNamespace(rmse_degradation=0.2, drift_share=0.3)
+    assert Thresholds.from_config(cfg) == Thresholds(0.2, 0.3)
