@@ -42,9 +42,15 @@ def pandas_digest(rows: pd.DataFrame) -> str:
     the first 10,000 rows' string and numeric columns, the row count and the column names), with
     its string-column test run on those rows: MLflow's applies type() to every cell of the whole
     frame (seconds on a training window). Equal to MLflow's value whenever the columns that hold
-    only strings are the same in the first rows as in the whole frame (always, for the folds)."""
+    only strings are the same in the first rows as in the whole frame (always, for the folds).
+    Only columns that can hold a str are scanned: a numeric, bool or datetime column never does,
+    and scanning the folds' 10,000 × 15 float cells cell by cell took ~0.25 s per fold."""
     head = rows.head(MAX_ROWS)
-    strings = head.columns[head.map(lambda v: type(v) is str).all(0)]
+    never_str = head.select_dtypes(include=[np.number, "bool", "datetime", "datetimetz",
+                                            "timedelta"]).columns  # fmt: skip
+    # (with no rows, MLflow's all() holds for every column: scan them all to agree)
+    scan = head.drop(columns=never_str) if len(head) else head
+    strings = scan.columns[scan.map(lambda v: type(v) is str).all(0)]
     numbers = head.select_dtypes(include=[np.number]).columns
     hashed = pd.util.hash_pandas_object(head[strings.union(numbers)]).values
     return get_normalized_md5_digest(

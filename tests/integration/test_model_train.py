@@ -61,7 +61,8 @@ def test_training_run_logs_params_curves_plots_and_lineage(trained):
     client = mlflow.MlflowClient()
     run = client.get_run(outcome.run_id)
     params = run.data.params
-    assert params["model_train.max_depth"] == "6" and params["model_train.n_estimators"] == "30"
+    assert params["model_train.max_depth"] == str(cfg.model_train.max_depth)
+    assert params["model_train.n_estimators"] == "30"
     assert params["market.rate"] == "0.04" and params["registry.model_name"] == "options-pricer"
     assert (
         params["model_train.features.0"] == "t_years" and "retry.model_train.max_retries" in params
