@@ -13,7 +13,7 @@ SERVE_PORT ?= 3000
 APP_PORT ?= 8501
 DASHBOARD_PORT ?= 8000
 
-.PHONY: help uv install run fetch validate features train evaluate deploy monitor promote rollback history ui serve app dashboard test test-fast lint format bench clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily promote rollback history ui serve app dashboard test test-fast lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ deploy: install ## Run model_deploy: the gate (awaiting approval unless model_de
 
 monitor: install ## Run monitor: Production vs its holdout on the newest day (drift + IV errors) -> retrain trigger
 	$(RUN) python -m pipeline.monitor $(ARGS)
+
+report: install ## Stakeholder report from the cached artifacts: reports/stakeholder_report.md and .html (+ PNG plots)
+	$(RUN) python -m pipeline.generate_report $(ARGS)
+
+schedule: install ## Scheduler in the foreground: the daily flow at 18:00 New York on trading days, catch-up at start (Ctrl-C stops)
+	$(RUN) python -m monitoring.scheduler $(ARGS)
+
+daily: install ## The daily flow now for the latest closed trading day (ARGS='date=2026-03-02'); exit 3 if another run holds the lock
+	$(RUN) python -m monitoring.scheduler --once $(ARGS)
 
 promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)
 	$(RUN) python -m pipeline.promote $(if $(VERSION),registry.version=$(VERSION)) $(if $(FORCE),registry.force=true) $(if $(REASON),'registry.reason="$(REASON)"') $(ARGS)

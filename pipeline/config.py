@@ -230,6 +230,49 @@ class MonitorConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The scheduler (monitoring.scheduler): when the daily flow runs, its lock, its records."""
+
+    hour: int = MISSING
+    minute: int = MISSING
+    timezone: str = MISSING
+    day_of_week: str = MISSING  # cron day-of-week field, e.g. mon-fri
+    misfire_grace_time_s: int = MISSING
+    coalesce: bool = MISSING
+    catch_up: bool = MISSING  # at start-up, run the trading days missed since the last success
+    max_catch_up_days: int = MISSING
+    lock_wait_s: float = MISSING  # 0: a second run refuses at once (exit 3)
+    lock_file: str = MISSING
+    state_file: str = MISSING
+    runs_file: str = MISSING
+    log_file: str = MISSING
+
+
+@dataclass
+class AlertsConfig:
+    """The alert sink (monitoring.alerts) and the Prometheus textfile (monitoring.prom_textfile)."""
+
+    webhook_url: str | None = None  # Slack-compatible JSON POST; env ALERT_WEBHOOK_URL overrides
+    timeout_s: float = MISSING  # per HTTP attempt
+    retries: int = MISSING  # retries after the first attempt
+    base_delay_s: float = MISSING  # exponential backoff with jitter
+    max_delay_s: float = MISSING
+    exit_wait_s: float = MISSING  # at process exit, wait at most this long for pending deliveries
+    log_path: str = MISSING  # every alert as a JSON line
+    prom_textfile: str = MISSING  # task metrics in Prometheus text format
+
+
+@dataclass
+class GenerateReportConfig:
+    """generate_report: the stakeholder report from the cached artifacts (md + html + PNGs)."""
+
+    date: str | None = None  # business date; artifacts dated after it are left out
+    force: bool = False
+    title: str = MISSING
+    dpi: int = MISSING  # resolution of the PNG plots
+
+
+@dataclass
 class MainConfig:
     start_date: str | None = None
     end_date: str | None = None
@@ -250,9 +293,12 @@ class Config:
     model_evaluate: ModelEvaluateConfig = MISSING
     model_deploy: ModelDeployConfig = MISSING
     monitor: MonitorConfig = MISSING
+    generate_report: GenerateReportConfig = MISSING
     registry: RegistryConfig = MISSING
     serving: ServingConfig = MISSING
     main: MainConfig = MISSING
+    alerts: AlertsConfig = MISSING
+    schedule: ScheduleConfig = MISSING
     date: str | None = None  # business date (YYYY-MM-DD); None = latest trading day
     data_format: str = MISSING  # parquet | csv
     seed: int = MISSING

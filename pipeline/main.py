@@ -2,6 +2,7 @@
 
     data_fetch → data_validate → feature_engineer      for every trading day of the range, then
     model_train → model_evaluate → model_deploy        once, on the last day (the gate: Staging)
+    → generate_report                                  (reports/stakeholder_report.md, .html)
 
 Tasks run in-process (a subprocess per task costs seconds of start-up each), in the order of
 `main.tasks`. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
@@ -27,6 +28,7 @@ from pipeline import (
     data_fetch,
     data_validate,
     feature_engineer,
+    generate_report,
     model_deploy,
     model_evaluate,
     model_train,
@@ -49,7 +51,8 @@ from pipeline.runtime import (
 
 log = logging.getLogger("pipeline.main")  # not __name__: that is "__main__" under python -m
 DAILY = (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)  # once per trading day
-FINAL = (model_train.SPEC, model_evaluate.SPEC, model_deploy.SPEC)  # once, on the last day
+# once, on the last day; the report last: it reads what everything before it wrote
+FINAL = (model_train.SPEC, model_evaluate.SPEC, model_deploy.SPEC, generate_report.SPEC)
 SPECS = {spec.name: spec for spec in (*DAILY, *FINAL)}
 REUSED_ARTIFACT = "reused_tasks.json"  # in main's run: what was reused, from which runs
 

@@ -25,6 +25,7 @@ from functools import partial
 import mlflow
 from omegaconf import DictConfig
 
+from monitoring import alerts
 from pipeline.artifacts import read_frame, write_json
 from pipeline.deploy_checks import (
     PricingService,
@@ -185,6 +186,7 @@ def _incident(ctx: TaskContext, service, registry: Registry, failed, health) -> 
     mlflow.log_artifact(str(path), "deployment")
     mlflow.set_tags({"deploy.incident": "health_check_failed", "deploy.failed_version": failed.version,
                      "deploy.rolled_back_to": previous.version if previous else "none"})  # fmt: skip
+    alerts.deploy_rollback(ctx, incident, path)  # the task's failure then raises no 2nd alert
     restored = incident["after_rollback"]
     outcome = (f"rolled back to v{previous.version}, which {'passes' if restored['passed'] else 'ALSO FAILS'} "
                "its health check" if previous else "no previous version to roll back to")  # fmt: skip

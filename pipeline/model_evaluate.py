@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from monitoring import alerts
 from pipeline.artifacts import write_frame, write_json
 from pipeline.errors import DataError
 from pipeline.evaluation import baseline_predictions, summarise
@@ -141,6 +142,7 @@ def run(ctx: TaskContext) -> None:
     Registry(name).record_verdict(
         str(candidate.version), verdict.passed, verdict.reasons, verdict.metrics
     )
+    alerts.gate_verdict(ctx, candidate.version, verdict)  # failed_gate when it failed
     ctx.log.info(
         "gate verdict on v%s: %s", candidate.version, "passed" if verdict.passed else "FAILED"
     )

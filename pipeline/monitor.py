@@ -37,7 +37,7 @@ import mlflow
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from monitoring import drift, workspace
+from monitoring import alerts, drift, workspace
 from monitoring.trigger import Decision, Thresholds, decide
 from pipeline.artifacts import Artifacts, read_frame, write_json
 from pipeline.errors import DataError
@@ -192,6 +192,7 @@ def run(ctx: TaskContext) -> None:
                            "thresholds": {"rmse_degradation": float(cfg.rmse_degradation),
                                           "drift_share": float(cfg.drift_share)}}  # fmt: skip
     _log_decision(ctx, decision, summary)
+    alerts.retrain_decision(ctx, decision)  # retrain_triggered when it says retrain
     try:
         summary["retrain"] = _retrain(ctx, decision)
     finally:  # the summary is written on a failed retrain too: it says what happened

@@ -31,6 +31,7 @@ from typing import Any
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from monitoring import alerts, prom_textfile
 from pipeline.artifacts import Artifacts, file_digest, write_json
 from pipeline.config import REPO_ROOT, to_container
 from pipeline.errors import ConfigError, PipelineError, TransientError
@@ -296,8 +297,37 @@ def execute(
 
     A task whose checkpoint is reusable is skipped. Called on its own (`record_skip`), the skip
     gets an MLflow run tagged pipeline.status=skipped; `main` passes record_skip=False and
-    records what it reused in its own run instead (one run per reused task-day is clutter)."""
-    date = date or resolve_date(cfg[spec.name].date, f"{spec.name}.date")
+    records what it reused in its own run instead (one run per reused task-day is clutter).
+    Every execution ends in the Prometheus textfile (monitoring.prom_textfile); a failure also
+    raises an alert (monitoring.alerts: log, logs/alerts.jsonl, webhook when configured)."""
+    started = time.perf_counter()
+    try:
+        date = date or resolve_date(cfg[spec.name].date, f"{spec.name}.date")
+        outcome = _execute(spec, cfg, date, record_skip=record_skip)
+    except Exception as exc:
+        _observe(spec, cfg, date, "failed", time.perf_counter() - started, exc)
+        raise
+    _observe(spec, cfg, date, outcome.status, time.perf_counter() - started)
+    return outcome
+
+
+def _observe(
+    spec: TaskSpec,
+    cfg: DictConfig,
+    date: Any,
+    status: str,
+    seconds: float,
+    exc: BaseException | None = None,
+) -> None:
+    """The monitoring hooks: task metrics for Prometheus, and a failed task's alert."""
+    prom_textfile.record_task(
+        cfg.get("alerts", {}).get("prom_textfile"), spec.name, status, seconds
+    )
+    if exc is not None:
+        alerts.task_failed(spec.name, date, exc, cfg, spec.log_name)
+
+
+def _execute(spec: TaskSpec, cfg: DictConfig, date: dt.date, *, record_skip: bool) -> TaskOutcome:
     artifacts = Artifacts(cfg.paths, cfg.data_format)
     ctx = TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))
     params = task_params(spec, cfg)

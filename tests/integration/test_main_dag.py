@@ -1,5 +1,5 @@
-"""`main` end to end on the tiny market: data tasks per day, then train → evaluate → deploy gate,
-reusing every unchanged step on a re-run."""
+"""`main` end to end on the tiny market: data tasks per day, then train → evaluate → deploy gate →
+stakeholder report, reusing every unchanged step on a re-run."""
 
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def test_main_ends_with_a_candidate_in_staging_and_reuses_everything_next_time(
         by_task["model_train"]
         == by_task["model_evaluate"]
         == by_task["model_deploy"]
+        == by_task["generate_report"]
         == "succeeded"
     )
+    assert first[-1].task == "generate_report"  # the last step: it reports on all the others
     registry = Registry(cfg.registry.model_name)
     staging = registry.resolve("staging")
     assert staging is not None and registry.resolve("production") is None
@@ -58,8 +60,11 @@ def test_main_ends_with_a_candidate_in_staging_and_reuses_everything_next_time(
 
     runs_before = _task_runs()
     again = run_pipeline(cfg)
+    # every step is reused, the report too (a reuse is not a new outcome for it to report)
     assert {o.status for o in again} == {"skipped"}
-    assert _task_runs() == runs_before  # reused steps: no nested run each, main's run lists them
+    assert again[-1].task == "generate_report"
+    # reused steps get no nested run each: main's run lists them
+    assert _task_runs() == runs_before
 
     changed = run_pipeline(
         make_cfg(f"paths.root={root}", *TINY_DAYS, *FAST_MODEL, "model_train.max_depth=3")
@@ -67,6 +72,10 @@ def test_main_ends_with_a_candidate_in_staging_and_reuses_everything_next_time(
     status = {o.task: o.status for o in changed}
     assert {status[t] for t in ("data_fetch", "data_validate", "feature_engineer")} == {"skipped"}
     assert (
-        status["model_train"] == status["model_evaluate"] == status["model_deploy"] == "succeeded"
+        status["model_train"]
+        == status["model_evaluate"]
+        == status["model_deploy"]
+        == status["generate_report"]
+        == "succeeded"
     )
     assert registry.resolve("staging").version != staging.version

@@ -236,6 +236,11 @@ def test_not_ready_until_the_alias_holds_a_version(registry_copy):  # noqa: F811
     with running_service(reg.tracking_uri, poll_s=1, wait="/livez", env=env) as service:
         assert service.get("/readyz").status_code == 503
         response = price(service, [GOOD])
+        deadline = time.monotonic() + 120  # until the start-up load attempt has ended
+        while "(loading options-pricer@canary)" in response.json()["error"]:
+            assert response.status_code == 503 and time.monotonic() < deadline
+            time.sleep(0.5)
+            response = price(service, [GOOD])
         assert response.status_code == 503
         assert "no version of options-pricer holds the alias @canary" in response.json()["error"]
         reload = service.post("/admin/reload", json={})

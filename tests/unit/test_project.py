@@ -13,7 +13,14 @@ from pipeline.config import CONFIG_DIR, REPO_ROOT, TASKS, check_schema
 from tests.conftest import compose_config
 from tests.helpers import run_module
 
-ENTRY_POINTS = ("main", "data_fetch", "data_validate", "feature_engineer", "monitor")
+ENTRY_POINTS = (
+    "main",
+    "data_fetch",
+    "data_validate",
+    "feature_engineer",
+    "monitor",
+    "generate_report",
+)
 
 
 def test_conda_yaml_lists_the_same_dependencies_as_pyproject():
