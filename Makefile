@@ -13,7 +13,7 @@ SERVE_PORT ?= 3000
 APP_PORT ?= 8501
 DASHBOARD_PORT ?= 8000
 
-.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily promote rollback history ui serve app dashboard test test-fast lint format bench clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -97,9 +97,13 @@ format: install ## ruff format + autofix
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-bench: install ## Benchmarks quoted in the README (IV solver vs vollib; pipeline wall time)
+bench: install ## Benchmarks quoted in the README (IV solver vs vollib; main wall time; monitor on 1M rows)
 	$(RUN) python -m benchmarks.iv_solver
 	$(RUN) python -m benchmarks.pipeline_walltime
+	$(RUN) python -m benchmarks.monitor
+
+bench-serving: install ## Pricing service vs mlflow models serve under wrk (needs make run + make promote, and wrk)
+	$(RUN) python -m benchmarks.serving
 
 clean: ## Remove everything the pipeline wrote (data, logs, reports, mlflow.db, artifacts)
 	rm -rf data logs reports outputs multirun mlflow.db mlruns mlartifacts
