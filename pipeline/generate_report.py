@@ -32,19 +32,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipeline.artifacts import Artifacts, atomic_path, write_json
+from pipeline.config import TASKS
 from pipeline.errors import PipelineError
 from pipeline.runtime import TaskContext, TaskSpec, execute, resolve_date
 
 LOG_NAME = "reporting"  # logs/reporting_YYYYMMDD.log, the original plan's name
-TASK_ORDER = (
-    "data_fetch",
-    "data_validate",
-    "feature_engineer",
-    "model_train",
-    "model_evaluate",
-    "model_deploy",
-    "monitor",
-)
+TASK_ORDER = (*(t for t in TASKS if t != "generate_report"), "monitor")  # the report's tables
 STATUSES = ("succeeded", "failed", "incomplete")
 NOT_AVAILABLE = "not available"
 _STAMP = re.compile(r"^(?P<stem>.+)_(?P<day>\d{8})$")

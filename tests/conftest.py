@@ -79,3 +79,15 @@ def tiny_features_root(tmp_path_factory):
     finally:
         mlflow.set_tracking_uri(previous)
     return root
+
+
+@pytest.fixture
+def tiny_root(tiny_features_root, tmp_path):
+    """A private copy of tiny_features_root (its data, logs and checkpoints), without its MLflow
+    store: a test writes into it freely and starts a fresh tracking store there."""
+    import shutil
+
+    copy = tmp_path / "root"
+    shutil.copytree(tiny_features_root, copy)
+    (copy / "mlflow.db").unlink(missing_ok=True)
+    return copy

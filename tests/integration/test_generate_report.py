@@ -4,7 +4,6 @@ from the same artifacts."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 
@@ -20,11 +19,8 @@ END = dt.date(2026, 3, 31)
 
 
 @pytest.fixture
-def root(tiny_features_root, tmp_path):
-    copy = tmp_path / "root"
-    shutil.copytree(tiny_features_root, copy)
-    (copy / "mlflow.db").unlink(missing_ok=True)
-    return copy
+def root(tiny_root):
+    return tiny_root
 
 
 def _report_files(cfg) -> dict[str, bytes]:

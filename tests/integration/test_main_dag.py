@@ -3,8 +3,6 @@ stakeholder report, reusing every unchanged step on a re-run."""
 
 from __future__ import annotations
 
-import shutil
-
 import mlflow
 import pytest
 
@@ -27,11 +25,8 @@ def _task_runs() -> int:
 
 
 @pytest.fixture
-def root(tiny_features_root, tmp_path):
-    copy = tmp_path / "root"
-    shutil.copytree(tiny_features_root, copy)
-    (copy / "mlflow.db").unlink(missing_ok=True)
-    return copy
+def root(tiny_root):
+    return tiny_root
 
 
 def test_main_ends_with_a_candidate_in_staging_and_reuses_everything_next_time(
