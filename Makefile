@@ -28,7 +28,7 @@ uv: ## Install uv with pip if it is not on PATH
 
 install: .venv/.synced ## Create the locked environment in .venv (uv sync --frozen)
 
-run: install ## Run main: fetch -> validate -> features over 60 trading days, then train -> evaluate -> deploy gate (Staging)
+run: install ## Run main: fetch -> validate -> features over 60 trading days, then train -> evaluate -> deploy gate (Staging) -> report
 	$(RUN) python -m pipeline.main $(ARGS)
 
 fetch: install ## Run data_fetch for one day (ARGS='date=2026-03-02 data_fetch=cboe')
