@@ -200,6 +200,11 @@ def test_mlflow_run_main_on_a_tiny_market(tmp_path):
             *TINY_MARKET,
         ]
     )
+    # the experiment with its artifacts in tmp_path: left to `mlflow run`, they would land in
+    # ./mlruns of the working directory (the repository)
+    mlflow.MlflowClient(uri).create_experiment(
+        "options-pricing", (tmp_path / "mlartifacts").as_uri()
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "MLFLOW_TRACKING_URI": uri,
