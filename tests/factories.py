@@ -6,11 +6,25 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from pipeline.market.parse import RAW_COLUMNS
 from pipeline.quant.black_scholes import bsm_price
 
 DAY = dt.date(2026, 3, 2)
+# the market conventions good_quotes are priced with (r = 4%, SPY q = 1%)
+MARKET = OmegaConf.create(
+    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
+)
+# data_validate settings loose enough that only the rule under test decides
+VALIDATE = OmegaConf.create(
+    {
+        "max_bad_row_share": 0.5,
+        "max_null_rate": 0.5,
+        "arbitrage_tolerance": 0.01,
+        "max_quote_age_days": 4,
+    }
+)
 
 
 def good_quotes(

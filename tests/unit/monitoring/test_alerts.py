@@ -15,19 +15,7 @@ from monitoring import alerts, prom_textfile
 from monitoring.alerts import Alert, WebhookError, WebhookRejected
 from pipeline.data_validate import validate_quotes
 from pipeline.errors import DataError, PipelineError
-from tests.factories import DAY, good_quotes
-
-MARKET = OmegaConf.create(
-    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
-)
-VALIDATE = OmegaConf.create(
-    {
-        "max_bad_row_share": 0.5,
-        "max_null_rate": 0.5,
-        "arbitrage_tolerance": 0.01,
-        "max_quote_age_days": 4,
-    }
-)
+from tests.factories import DAY, MARKET, VALIDATE, good_quotes
 
 
 @pytest.fixture(autouse=True)

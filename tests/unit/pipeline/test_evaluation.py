@@ -22,11 +22,8 @@ from pipeline.evaluation import (
 )
 from pipeline.feature_engineer import contract_features
 from pipeline.quant.black_scholes import black_price
-from tests.factories import good_quotes
+from tests.factories import MARKET, good_quotes
 
-MARKET = OmegaConf.create(
-    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
-)
 CFG = OmegaConf.create({"min_mid_for_mape": 0.10, "bootstrap_samples": 200, "confidence": 0.9})
 
 

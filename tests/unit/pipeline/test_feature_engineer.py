@@ -14,11 +14,8 @@ from pipeline.feature_engineer import (
     lagged_features,
     realised_vols,
 )
-from tests.factories import DAY, good_quotes
+from tests.factories import DAY, MARKET, good_quotes
 
-MARKET = OmegaConf.create(
-    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
-)
 CFG = OmegaConf.create(
     {"realised_vol_windows": [5, 20], "realised_vol_min_periods": 3, "min_vega": 0.01}
 )

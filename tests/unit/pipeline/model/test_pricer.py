@@ -22,11 +22,8 @@ from pipeline.model.pricer import (
     predict_frame,
 )
 from pipeline.quant.black_scholes import black_price
-from tests.factories import DAY, good_quotes
+from tests.factories import DAY, MARKET, good_quotes
 
-MARKET = OmegaConf.create(
-    {"rate": 0.04, "default_dividend_yield": 0.0, "dividend_yields": {"SPY": 0.01}}
-)
 FE_CFG = OmegaConf.create({"realised_vol_windows": [5, 10, 20], "realised_vol_min_periods": 3,
                            "min_vega": 0.01})  # fmt: skip
 YESTERDAY = dt.date(2026, 2, 27)  # the trading day before DAY (2026-03-02)
