@@ -12,6 +12,10 @@ TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 SERVE_PORT ?= 3000
 APP_PORT ?= 8501
 DASHBOARD_PORT ?= 8000
+# no usage telemetry from MLflow, BentoML or Evidently: nothing leaves 127.0.0.1 (export =false to allow)
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export BENTOML_DO_NOT_TRACK ?= True
+export DO_NOT_TRACK ?= 1
 
 .PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving clean
 

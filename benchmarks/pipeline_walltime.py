@@ -1,9 +1,16 @@
 """Wall time of `main` on the default synthetic market (8 underlyings × 60 trading days: fetch →
-validate → features per day, then train → evaluate → deploy gate), run in-process exactly as
-`make run` does, in a scratch root with its own MLflow store. Three measures, one after another:
-cold (empty root), the immediate re-run (every task reused from its checkpoint), and the next
-trading day (the window moves one day: 59 days reused, one new day fetched, validated and
-featurised, the model retrained, evaluated and gated).
+validate → features per day, then train → evaluate → deploy gate → report), run in-process
+exactly as `make run` does, in scratch roots with their own MLflow stores. Four measures, one
+after another:
+
+- cold, main.workers=1: every task in one process (the peer: main before the workers);
+- cold, default workers (2): the days' fetch and validate run ahead in forked workers;
+- the immediate re-run (every task reused from its checkpoint);
+- the next trading day (the window moves one day: 59 days reused, one new day fetched,
+  validated and featurised, the model retrained, evaluated and gated).
+
+Task-body seconds are summed over processes: with workers they overlap in time, so their sum
+exceeds the wall time.
 
     uv run python -m benchmarks.pipeline_walltime [--days 60] [--out benchmarks/results/pipeline_walltime.json]
 """
@@ -55,33 +62,41 @@ def main() -> None:
     configure_logging()
     set_console_level(logging.WARNING)  # task detail goes to the scratch root's logs/
     register_configs()
+    next_day = shift_trading_days(parse_date(args.end_date), 1)
+
+    def config(root, end_date, *extra):
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return compose(
+                "config",
+                overrides=[
+                    f"paths.root={root}",
+                    f"main.days={args.days}",
+                    f"main.end_date={end_date}",
+                    *extra,
+                ],
+            )
+
     with tempfile.TemporaryDirectory() as root:
-        next_day = shift_trading_days(parse_date(args.end_date), 1)
-
-        def config(end_date):
-            with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-                return compose(
-                    "config",
-                    overrides=[
-                        f"paths.root={root}",
-                        f"main.days={args.days}",
-                        f"main.end_date={end_date}",
-                    ],
-                )
-
-        cfg = config(args.end_date)
+        cfg = config(root, args.end_date, "main.workers=1")
+        configure_tracking(cfg)
+        sequential, one = timed(run_pipeline, cfg)
+    with tempfile.TemporaryDirectory() as root:
+        cfg = config(root, args.end_date)
         configure_tracking(cfg)
         outcomes, cold = timed(run_pipeline, cfg)
         again, warm = timed(run_pipeline, cfg)
-        incremental, inc = timed(run_pipeline, config(next_day))
+        incremental, inc = timed(run_pipeline, config(root, next_day))
     rows = sum(o.metrics.get("rows_fetched", 0.0) for o in outcomes)
     result = {
         "days": args.days,
         "underlyings": len(cfg.data_fetch.synthetic.underlyings),
         "rows_fetched": int(rows),
+        "workers": cfg.main.workers,
         "wall_time_s": round(cold, 1),
         "task_body_s": task_seconds(outcomes),
-        "runtime_overhead_s": round(cold - sum(task_seconds(outcomes).values()), 1),
+        "sequential_wall_time_s": round(one, 1),
+        "sequential_task_body_s": task_seconds(sequential),
+        "speedup_vs_sequential": round(one / cold, 2),
         "rerun_all_reused_s": round(warm, 1),
         "reused_on_rerun": sum(o.status == "skipped" for o in again),
         "tasks": len(again),

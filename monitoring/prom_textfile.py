@@ -137,10 +137,32 @@ def update(path: str | Path, change: Callable[[State], None]) -> State:
 
     path = Path(path)
     with _locked(path):
-        state = read(path)
+        state = _last_written(path) or read(path)
         change(state)
         write_to_textfile(str(path), _StateCollector(state))  # type: ignore[arg-type]
+        _WRITTEN[str(path)] = (_stamp(path), _copy(state))
     return state
+
+
+# path → (file stamp, state) of this process's last write: while the file still carries that
+# stamp nobody else has written it, and parsing it again (~5 ms, once per task in `main`) is moot
+_WRITTEN: dict[str, tuple[tuple[int, int, int], State]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()  # write_to_textfile renames a new file into place: a new inode each write
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _last_written(path: Path) -> State | None:
+    stamp, state = _WRITTEN.get(str(path), (None, None))
+    if state is None or not path.exists() or _stamp(path) != stamp:
+        return None
+    return _copy(state)
+
+
+def _copy(state: State) -> State:
+    return {name: dict(samples) for name, samples in state.items()}  # keys, values immutable
 
 
 def record_task(

@@ -278,6 +278,7 @@ class MainConfig:
     end_date: str | None = None
     days: int = MISSING  # trading days ending at end_date when start_date is not given
     tasks: list[str] = field(default_factory=list)
+    workers: int = 2  # processes for the days' fetch and validate (1: all in this process)
 
 
 @dataclass

@@ -43,6 +43,12 @@ MODEL_FEATURES = (  # what a model may read; `iv` is the target, never a feature
 )
 
 
+def _datetimes(values: pd.Series) -> pd.Series:
+    """`values` as datetimes; as they are when they already are (pd.to_datetime would walk every
+    value deciding whether to cache: ~0.2 s per 200k rows)."""
+    return values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(values)
+
+
 def contract_geometry(contracts: pd.DataFrame, market) -> pd.DataFrame:
     """Contract fields → time to expiry, forward, moneyness (a new frame; the input is not touched).
 
@@ -50,7 +56,7 @@ def contract_geometry(contracts: pd.DataFrame, market) -> pd.DataFrame:
     columns are used when present, else the `market` config's values.
     """
     c = contracts
-    t = (pd.to_datetime(c["expiry"]) - pd.to_datetime(c["quote_date"])).dt.days.to_numpy() / 365.0
+    t = (_datetimes(c["expiry"]) - _datetimes(c["quote_date"])).dt.days.to_numpy() / 365.0
     default_q = (
         c["underlying"].map(dict(market.dividend_yields)).fillna(market.default_dividend_yield)
     )

@@ -4,8 +4,10 @@
     model_train → model_evaluate → model_deploy        once, on the last day (the gate: Staging)
     → generate_report                                  (reports/stakeholder_report.md, .html)
 
-Tasks run in-process (a subprocess per task costs seconds of start-up each), in the order of
-`main.tasks`. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
+Tasks run in-process (a fresh interpreter per task costs seconds of imports each), in the order
+of `main.tasks`, except that a day's fetch and validate, which read nothing of other days, run
+ahead on `main.workers` forked processes while this one builds each day's features in date order
+(features read the previous day's). Every run is nested under main's run either way. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
 and config are unchanged is reused; anything downstream of a change runs again. A reused step gets
 no nested run of its own: main's run counts them (`tasks_reused`) and lists them, with the runs
 whose outputs they reuse, in its artifact `reused_tasks.json`. A PipelineError (schema change,
@@ -17,8 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import time
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 import mlflow
 from omegaconf import DictConfig
@@ -43,9 +49,11 @@ from pipeline.runtime import (
     execute,
     git_commit,
     log_params,
+    nested_under,
     parse_date,
     resolve_date,
     resolved,
+    reusable,
     start_run,
 )
 
@@ -55,6 +63,8 @@ DAILY = (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)  # once per
 FINAL = (model_train.SPEC, model_evaluate.SPEC, model_deploy.SPEC, generate_report.SPEC)
 SPECS = {spec.name: spec for spec in (*DAILY, *FINAL)}
 REUSED_ARTIFACT = "reused_tasks.json"  # in main's run: what was reused, from which runs
+# daily tasks that read only their own day's files: they may run ahead, in worker processes
+RUN_AHEAD = ("data_fetch", "data_validate")
 
 
 def date_range(cfg: DictConfig) -> list[dt.date]:
@@ -96,8 +106,10 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
                 "data_format": cfg.data_format,
             }
         )
-        for day in tqdm(days, desc="main", unit="day", disable=None):
-            today = [execute(spec, cfg, day, record_skip=False) for spec in daily]
+        progress = tqdm(
+            daily_outcomes(cfg, days, daily), "main", len(days), unit="day", disable=None
+        )
+        for day, today in zip(days, progress, strict=True):
             outcomes += today
             log.info("%s: %s", day, ", ".join(f"{o.task} {o.status}" for o in today))
         for spec in final:
@@ -115,6 +127,71 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
         )
         mlflow.log_dict(reused_record(outcomes), REUSED_ARTIFACT)
     return outcomes
+
+
+def daily_outcomes(
+    cfg: DictConfig, days: list[dt.date], daily: list
+) -> Iterator[list[TaskOutcome]]:
+    """Per day, in date order, the outcomes of the `daily` tasks. With main.workers > 1, the
+    RUN_AHEAD tasks of days with work to do go to forked worker processes at once; the other
+    tasks (features: they read the previous day's) run here, each day once its own fetch and
+    validate are done. A failure surfaces at its day, as in a sequential run; the days not yet
+    started are cancelled (ones already running finish, and are reused by the next run)."""
+    ahead = [s for s in daily if s.name in RUN_AHEAD]
+    here = [s for s in daily if s not in ahead]
+
+    def in_process(day: dt.date, specs: list) -> list[TaskOutcome]:
+        return [execute(spec, cfg, day, record_skip=False) for spec in specs]
+
+    todo = [d for d in days if not all(reusable(s, cfg, d) for s in ahead)] if ahead else []
+    if cfg.main.workers <= 1 or len(todo) < 2:
+        for day in days:
+            yield in_process(day, daily)
+        return
+    with _worker_pool(min(cfg.main.workers, len(todo)), cfg) as pool:
+        names = [s.name for s in ahead]
+        futures = {day: pool.submit(_run_ahead, names, day) for day in todo}
+        for day in days:
+            first = futures[day].result() if day in futures else in_process(day, ahead)
+            yield first + in_process(day, here)
+
+
+_WORKER: tuple[DictConfig, str] | None = None  # in a worker process: config, main's run id
+
+
+@contextmanager
+def _worker_pool(workers: int, cfg: DictConfig) -> Iterator[ProcessPoolExecutor]:
+    """Forked workers: no second start-up (imports alone take seconds). Their task runs nest
+    under main's run, as the ones run here do."""
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(cfg, mlflow.active_run().info.run_id),
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(cfg: DictConfig, parent_run_id: str) -> None:
+    global _WORKER
+    _WORKER = cfg, parent_run_id
+    # SQLite connections must not cross a fork: the worker's tracking store gets a new, empty
+    # connection pool (the parent's connections stay open, and the parent's alone)
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    engine = getattr(_get_store(), "engine", None)
+    if engine is not None:
+        engine.dispose(close=False)
+
+
+def _run_ahead(names: list[str], day: dt.date) -> list[TaskOutcome]:
+    assert _WORKER is not None, "runs in a worker started by _worker_pool"
+    cfg, parent_run_id = _WORKER
+    with digest_memo(), nested_under(parent_run_id):
+        return [execute(SPECS[name], cfg, day, record_skip=False) for name in names]
 
 
 def reused_record(outcomes: list[TaskOutcome]) -> list[dict[str, str]]:

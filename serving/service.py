@@ -131,9 +131,10 @@ def build_engine(settings: Settings) -> PricingEngine:
 
 SETTINGS = load_settings()
 quiet_logs()
-# no usage statistics to BentoML from `bentoml serve` (it reads this after importing us);
-# an explicit BENTOML_DO_NOT_TRACK=False still wins
+# no usage statistics to BentoML from `bentoml serve` (it reads this after importing us) or to
+# MLflow from the engine's registry client; an explicit value in the environment still wins
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # contracts priced, by the registry version that priced them (exposed with the _total suffix)
 PREDICTIONS = Counter(

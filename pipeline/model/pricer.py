@@ -83,7 +83,9 @@ def validate_contracts(contracts: pd.DataFrame, state: MarketState) -> pd.DataFr
     for col in ("underlying", "option_type"):
         flag(raw[col].isna(), lambda i, col=col: f"missing {col}")
     c["underlying"] = raw["underlying"].astype(str)
-    c["option_type"] = raw["option_type"].astype(str).str.strip().str.upper()
+    # normalised once per distinct value: str methods on every row cost ~0.2 s per 200k rows
+    types = raw["option_type"]
+    c["option_type"] = types.map({v: str(v).strip().upper() for v in types.unique()})
     bad_type = raw["option_type"].notna() & ~c["option_type"].isin(["C", "P"])
     flag(bad_type, lambda i: f"option_type {_show(raw.at[i, 'option_type'])} is not 'C' or 'P'")
     for col in ("strike", "spot"):
