@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= True
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving bench-replay clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ schedule: install ## Scheduler in the foreground: the daily flow at 18:00 New Yo
 daily: install ## The daily flow now for the latest closed trading day (ARGS='date=2026-03-02'); exit 3 if another run holds the lock
 	$(RUN) python -m monitoring.scheduler --once $(ARGS)
 
+replay: install ## Market replay: 60 simulated days with fetch faults and a vol shock on day 40, scored on the plan's success metrics (~10 min)
+	$(RUN) python -m monitoring.replay $(ARGS)
+
 promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)
 	$(RUN) python -m pipeline.promote $(if $(VERSION),registry.version=$(VERSION)) $(if $(FORCE),registry.force=true) $(if $(REASON),'registry.reason="$(REASON)"') $(ARGS)
 
@@ -109,5 +112,8 @@ bench: install ## Benchmarks quoted in the README (IV solver vs vollib; main wal
 bench-serving: install ## Pricing service vs mlflow models serve under wrk (needs make run + make promote, and wrk)
 	$(RUN) python -m benchmarks.serving
 
+bench-replay: install ## Replay wall time per simulated day (the default 60-day replay, ~10 min)
+	$(RUN) python -m benchmarks.replay $(ARGS)
+
 clean: ## Remove everything the pipeline wrote (data, logs, reports, mlflow.db, artifacts)
-	rm -rf data logs reports outputs multirun mlflow.db mlruns mlartifacts
+	rm -rf data logs reports outputs multirun replay mlflow.db mlruns mlartifacts

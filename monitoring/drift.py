@@ -3,9 +3,16 @@
 `build_report(current, reference, features, ...)` runs one Evidently Report over two scored frames
 (each: the model's feature columns, the market mid IV `iv` and the model's `iv_pred`, plus
 `underlying`):
-- drift: `DriftedColumnsCount` over the features and one `ValueDrift` per feature (Evidently picks
-  the test per column: KS/chi² up to 1,000 rows, normed Wasserstein distance above); the
-  per-column drift tests (include_tests) say which columns drifted;
+- drift: `DriftedColumnsCount` over the features and one `ValueDrift` per feature; the
+  per-column drift tests (include_tests) say which columns drifted. Contract-level features are
+  tested per contract (Evidently's choice: normed Wasserstein distance above 1,000 rows). The
+  market-state features that hold **one value per underlying and day** (UNDERLYING_DAY_FEATURES:
+  realised vols, yesterday's ATM level and skew) are tested on one row per underlying-day with
+  Kolmogorov-Smirnov at p < 0.05: repeating a day's 8 values over ~20k contracts would make any
+  day-to-day move of 8 numbers look like a shift of the whole distribution (pseudo-replication:
+  on calm days of the default market 5 of 13 features "drifted" that way, 38-46%, against a 50%
+  trigger). One day (8 underlyings) against the reference's ~80 underlying-days flags a level
+  change across the market, such as a volatility regime shock, not the daily wobble;
 - regression: `RMSE` and `MAE` of `iv_pred` against `iv` (current and reference side by side);
 - per underlying: `MeanValue` of the absolute IV error `abs_error__<underlying>` (the column is
   the error on that underlying's rows, empty elsewhere), i.e. the underlying's MAE, which the
@@ -40,6 +47,9 @@ from pipeline.artifacts import atomic_path
 
 TARGET, PREDICTION = "iv", "iv_pred"
 ERROR_PREFIX = "abs_error__"
+# features with one value per (underlying, quote date): tested on one row per underlying-day
+UNDERLYING_DAY_FEATURES = ("rv_5d", "rv_10d", "rv_20d", "prev_atm_iv", "prev_skew")
+UNDERLYING_DAY_TEST = "ks"  # p-value test at Evidently's default threshold 0.05
 
 
 def sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -67,11 +77,21 @@ def errors_by_underlying(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
             for u, g in frame.groupby("underlying", sort=True, observed=True)}  # fmt: skip
 
 
+def underlying_day_features(features: Sequence[str]) -> list[str]:
+    return [c for c in features if c in UNDERLYING_DAY_FEATURES]
+
+
 def evidently_frame(
     scored: pd.DataFrame, features: Sequence[str], underlyings: Sequence[str]
 ) -> pd.DataFrame:
-    """The columns the report reads: features, iv, iv_pred and one error column per underlying."""
+    """The columns the report reads: features, iv, iv_pred and one error column per underlying.
+    Underlying-day features keep their value on the first row of each (underlying, quote_date)
+    only, NaN elsewhere (Evidently's drift tests drop NaN): one observation per underlying-day."""
     out = scored[[*features, TARGET, PREDICTION]].astype(float).reset_index(drop=True)
+    keys = scored[["underlying", "quote_date"]].reset_index(drop=True)
+    repeated = keys.duplicated().to_numpy()
+    for c in underlying_day_features(features):
+        out.loc[repeated, c] = np.nan
     abs_error = (out[PREDICTION] - out[TARGET]).abs().to_numpy()
     names = scored["underlying"].astype(str).to_numpy()
     for u in underlyings:
@@ -101,9 +121,10 @@ def build_report(
         numerical_columns=list(cur.columns),
         regression=[Regression(target=TARGET, prediction=PREDICTION)],
     )
+    per_day = {c: UNDERLYING_DAY_TEST for c in underlying_day_features(features)}
     metrics = [
-        DriftedColumnsCount(columns=features, drift_share=drift_share),
-        *[ValueDrift(column=c) for c in features],
+        DriftedColumnsCount(columns=features, drift_share=drift_share, per_column_method=per_day),
+        *[ValueDrift(column=c, method=per_day.get(c)) for c in features],
         RMSE(),
         MAE(),
         *[MeanValue(column=f"{ERROR_PREFIX}{u}") for u in underlyings],

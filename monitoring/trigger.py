@@ -1,8 +1,12 @@
 """The retrain trigger: a pure policy over the monitor's summary and the configured thresholds.
 
 Retrain when either
-- the Production model's IV RMSE on the monitored day is worse than its reference RMSE (its
-  holdout RMSE, recorded at registration) by **more than** `rmse_degradation` (0.10 = 10%), or
+- the Production model's IV RMSE is worse than its reference RMSE (its holdout RMSE, recorded at
+  registration) by **more than** `rmse_degradation` (0.10 = 10%) on at least `breach_days` of the
+  last `window_days` days this version was monitored, the monitored day included (the summary's
+  `rmse_history`: the earlier days' `rmse_change`). 1 of 1 judges the day alone. One volatile day
+  lifts a day's IV RMSE by 30-70% on the default market and passes; a regime change persists.
+  Detection then takes at most `breach_days - 1` trading days after the change; or
 - the share of the model's features that drifted (Evidently's per-column drift tests) is **more
   than** `drift_share`.
 
@@ -27,10 +31,18 @@ TOLERANCE = 1e-9
 class Thresholds:
     rmse_degradation: float = 0.10  # relative: 0.10 = RMSE more than 10% above its reference
     drift_share: float = 0.5  # share of the model's features whose drift test failed
+    breach_days: int = 1  # days above the RMSE limit, among the last window_days, to retrain
+    window_days: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.breach_days <= self.window_days:
+            raise ValueError(f"need 1 <= breach_days ({self.breach_days}) <= window_days "
+                             f"({self.window_days})")  # fmt: skip
 
     @classmethod
     def from_config(cls, cfg: Any) -> Thresholds:
-        return cls(float(cfg.rmse_degradation), float(cfg.drift_share))
+        return cls(float(cfg.rmse_degradation), float(cfg.drift_share),
+                   int(getattr(cfg, "breach_days", 1)), int(getattr(cfg, "window_days", 1)))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,34 @@ def drift_check(share: Any, drifted: list[str], allowed: float) -> tuple[bool, s
     return over, f"feature drift share {share:.0%}{names}, {verdict} the allowed {allowed:.0%}"
 
 
+def persistence_check(
+    today: bool, history: list[Any], allowed: float, breach_days: int, window_days: int
+) -> tuple[bool, str]:
+    """(persistent, reason): the day breaches and, counted with the previous window_days - 1
+    days' `rmse_change` (oldest first; a missing or non-finite one is no breach), at least
+    breach_days of the window do."""
+    earlier = history[-(window_days - 1) :] if window_days > 1 else []
+    breaches = int(today) + sum(_finite(c) and _above(c, allowed) for c in earlier)
+    days = 1 + len(earlier)
+    return today and breaches >= breach_days, (
+        f"above the limit on {breaches} of the last {days} monitored day(s) "
+        f"(retrain needs {breach_days} of {window_days}, today included)"
+    )
+
+
 def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
-    """Retrain or not, from the summary's `rmse`, `reference_rmse`, `drift_share` and
-    `drifted_columns` (see pipeline.monitor), with one reason per check ("[trigger] …"/"[ok] …")."""
+    """Retrain or not, from the summary's `rmse`, `reference_rmse`, `rmse_history`, `drift_share`
+    and `drifted_columns` (see pipeline.monitor), with one reason per check ("[trigger] …"/
+    "[ok] …")."""
     degraded, rmse_reason = rmse_check(
         summary.get("rmse"), summary.get("reference_rmse"), thresholds.rmse_degradation
     )
+    if thresholds.window_days > 1:
+        degraded, persistence = persistence_check(
+            degraded, list(summary.get("rmse_history") or []), thresholds.rmse_degradation,
+            thresholds.breach_days, thresholds.window_days,
+        )  # fmt: skip
+        rmse_reason = f"{rmse_reason}; {persistence}"
     drifted, drift_reason = drift_check(
         summary.get("drift_share"),
         list(summary.get("drifted_columns") or []),

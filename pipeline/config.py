@@ -221,6 +221,8 @@ class MonitorConfig:
     force: bool = False
     rmse_degradation: float = MISSING  # retrain when IV RMSE > reference × (1 + this)
     drift_share: float = MISSING  # retrain when the share of drifted features exceeds this
+    breach_days: int = 1  # ... on this many of the last window_days monitored days (today in)
+    window_days: int = 1
     sample_size: int = MISSING  # rows of current and reference that Evidently sees (seeded)
     seed: int = MISSING
     workspace: str = MISSING  # local Evidently workspace (make dashboard)
@@ -282,6 +284,21 @@ class MainConfig:
 
 
 @dataclass
+class ReplayConfig:
+    """The market replay (monitoring.replay)."""
+
+    root: str = MISSING
+    end_date: str = MISSING
+    days: int = MISSING
+    warmup_days: int = MISSING
+    shock_day: int | None = MISSING  # None: no shock
+    shock_size: float = MISSING
+    fault_rate: float = MISSING
+    retry_base_delay: float = MISSING
+    approve: bool = MISSING
+
+
+@dataclass
 class Config:
     paths: PathsConfig = MISSING
     mlflow: MlflowConfig = MISSING
@@ -300,6 +317,7 @@ class Config:
     main: MainConfig = MISSING
     alerts: AlertsConfig = MISSING
     schedule: ScheduleConfig = MISSING
+    replay: ReplayConfig = MISSING
     date: str | None = None  # business date (YYYY-MM-DD); None = latest trading day
     data_format: str = MISSING  # parquet | csv
     seed: int = MISSING

@@ -41,6 +41,9 @@ def test_monitor_writes_the_report_summary_and_an_mlflow_run(registry_copy):
     assert summary["model"]["version"] == registry_copy.production
     assert summary["rows"]["scored"] > 100 and 0 < summary["rmse"] < 0.05
     assert summary["reference_source"].startswith("training run")  # registration figures
+    trained = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(summary["model"]["run_id"])
+    # on every reliable holdout row, as the monitor scores a day (not the baselines' subset)
+    assert summary["reference_rmse"] == trained.data.metrics["holdout.all_rows.iv_rmse"]
     assert 0.0 <= summary["drift_share"] <= 1.0
     assert set(summary["drift_scores"]) == set(summary["features"])
     assert set(summary["by_underlying"]) == {"SPY", "_SPX"}
@@ -82,8 +85,9 @@ def test_the_workspace_gets_one_snapshot_per_day(registry_copy):
 
 
 def test_a_trigger_retrains_into_staging_behind_the_gate(registry_copy):
-    # a negative allowance makes any RMSE a degradation: the trigger fires
-    cfg = registry_config(registry_copy.root, "monitor.rmse_degradation=-0.5")
+    # a negative allowance makes any RMSE a degradation, judged on the day alone: the trigger fires
+    cfg = registry_config(registry_copy.root, "monitor.rmse_degradation=-0.5",
+                          "monitor.breach_days=1", "monitor.window_days=1")  # fmt: skip
     registry = registry_copy.registry()
     with tracking_at(cfg):
         monitor.run_monitor(cfg)
@@ -97,6 +101,18 @@ def test_a_trigger_retrains_into_staging_behind_the_gate(registry_copy):
     assert str(registry.resolve("staging").version) == new  # the new candidate waits in Staging
     assert registry.verdict(new) is not None  # model_evaluate recorded its gate verdict
     assert str(registry.resolve("production").version) == registry_copy.production
+
+
+def test_one_degraded_day_waits_for_a_second_under_the_default_persistence(registry_copy):
+    cfg = registry_config(registry_copy.root, "monitor.rmse_degradation=-0.5", NO_RETRAIN)
+    with tracking_at(cfg):
+        monitor.run_monitor(cfg)
+    summary = _summary(cfg)
+    assert summary["rmse_history"] == [] and summary["decision"]["retrain"] is False
+    assert (
+        "on 1 of the last 1 monitored day(s) (retrain needs 2 of 3"
+        in (summary["decision"]["reasons"][0])
+    )
 
 
 def test_missing_reference_data_names_the_files(registry_copy):

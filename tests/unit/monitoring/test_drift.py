@@ -6,20 +6,39 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift import build_report, errors, figures, metric_values, sample, save_html
+from monitoring.drift import (
+    UNDERLYING_DAY_FEATURES,
+    build_report,
+    errors,
+    evidently_frame,
+    figures,
+    metric_values,
+    sample,
+    save_html,
+)
 
-FEATURES = ["rv_20d", "log_moneyness", "prev_iv"]
+FEATURES = ["rv_20d", "log_moneyness", "prev_iv"]  # rv_20d: one value per underlying and day
+UNDERLYINGS = ["SPY", "_SPX", "QQQ", "IWM"]
 
 
-def scored(n: int, seed: int, shift: float = 0.0, noise: float = 0.01) -> pd.DataFrame:
-    """A scored frame: features, iv, iv_pred and underlying; `shift` moves every feature."""
+def scored(
+    n: int, seed: int, shift: float = 0.0, noise: float = 0.01, days: int = 1
+) -> pd.DataFrame:
+    """A scored frame of `days` quote dates: features, iv, iv_pred, underlying and quote_date;
+    rv_20d holds one value per underlying-day (its level per underlying plus a daily wobble);
+    `shift` moves every feature."""
     rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2026-03-02", periods=days)
     frame = pd.DataFrame({
-        "rv_20d": rng.normal(0.2, 0.05, n) + shift,
+        "underlying": rng.choice(UNDERLYINGS, n),
+        "quote_date": dates[rng.integers(0, days, n)],
         "log_moneyness": rng.normal(0.0, 0.1, n) + shift,
         "prev_iv": rng.normal(0.25, 0.05, n) + shift,
-        "underlying": rng.choice(["SPY", "_SPX"], n),
     })  # fmt: skip
+    level = dict(zip(UNDERLYINGS, [0.12, 0.15, 0.2, 0.25], strict=True))
+    wobble = {(u, d): rng.normal(0.0, 0.01) for u in UNDERLYINGS for d in dates}
+    frame["rv_20d"] = [level[u] + wobble[u, d] + shift
+                       for u, d in zip(frame["underlying"], frame["quote_date"], strict=True)]  # fmt: skip
     frame["iv"] = frame["prev_iv"] + rng.normal(0, 0.01, n)
     frame["iv_pred"] = frame["iv"] + rng.normal(0, noise, n)
     return frame
@@ -27,7 +46,7 @@ def scored(n: int, seed: int, shift: float = 0.0, noise: float = 0.01) -> pd.Dat
 
 @pytest.fixture(scope="module")
 def reference():
-    return scored(3000, seed=1)
+    return scored(3000, seed=1, days=10)
 
 
 def test_known_drift_is_detected(reference, tmp_path):
@@ -35,9 +54,10 @@ def test_known_drift_is_detected(reference, tmp_path):
     found = figures(snapshot, FEATURES)
     assert found["drift_share"] == 1.0 and found["drifted_count"] == 3
     assert found["drifted_columns"] == FEATURES
-    assert all(score > 0.1 for score in found["drift_scores"].values())
+    scores = found["drift_scores"]  # Wasserstein distance per contract; KS p-value per day
+    assert scores["log_moneyness"] > 0.1 and scores["prev_iv"] > 0.1 and scores["rv_20d"] < 0.05
     assert found["sample_rmse"] == pytest.approx(0.03, rel=0.1)
-    assert set(found["sample_mae_by_underlying"]) == {"SPY", "_SPX"}
+    assert set(found["sample_mae_by_underlying"]) == set(UNDERLYINGS)
     html = save_html(snapshot, tmp_path / "drift.html")
     assert html.stat().st_size > 10_000 and "<html" in html.read_text()[:2000].lower()
 
@@ -46,6 +66,34 @@ def test_no_drift_is_not_detected(reference):
     found = figures(build_report(scored(3000, seed=3), reference, FEATURES), FEATURES)
     assert found["drift_share"] == 0.0 and found["drifted_columns"] == []
     assert found["sample_rmse"] == pytest.approx(0.01, rel=0.1)
+
+
+def test_a_daily_wobble_of_underlying_day_features_is_not_drift(reference):
+    """One day's rv_20d (4 values) repeated over 3,000 rows: tested row by row, the wobble of 4
+    numbers reads as a shifted distribution; tested per underlying-day, it is not drift. A
+    market-wide level change of the same features is."""
+    current = scored(3000, seed=6)
+    current["rv_20d"] += 0.02  # two wobbles: still inside the reference's spread per underlying
+    ours = figures(build_report(current, reference, FEATURES), FEATURES)
+    assert "rv_20d" not in ours["drifted_columns"]
+    # the same column under a name tested row by row: drifted
+    rows = ["log_moneyness", "prev_iv", "rv_20d_rows"]
+    copy = {"rv_20d": "rv_20d_rows"}
+    per_row = build_report(current.rename(columns=copy), reference.rename(columns=copy), rows)
+    assert "rv_20d_rows" in figures(per_row, rows)["drifted_columns"]
+    shocked = scored(3000, seed=6)
+    shocked["rv_20d"] *= 2.0  # a volatility regime shock: every underlying's level doubles
+    assert (
+        "rv_20d" in figures(build_report(shocked, reference, FEATURES), FEATURES)["drifted_columns"]
+    )
+
+
+def test_underlying_day_features_keep_one_row_per_underlying_day(reference):
+    assert "rv_20d" in UNDERLYING_DAY_FEATURES and "log_moneyness" not in UNDERLYING_DAY_FEATURES
+    frame = evidently_frame(reference, FEATURES, UNDERLYINGS)
+    kept = frame["rv_20d"].notna()
+    assert kept.sum() == reference[["underlying", "quote_date"]].drop_duplicates().shape[0] == 40
+    assert frame["log_moneyness"].notna().all() and len(frame) == len(reference)
 
 
 def test_results_are_read_by_metric_name_not_position(reference):

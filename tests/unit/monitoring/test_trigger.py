@@ -95,3 +95,42 @@ def test_missing_figures_never_trigger_and_say_what_is_missing(figures, said):
 def test_thresholds_from_config():
     cfg = SimpleNamespace(rmse_degradation=0.2, drift_share=0.3)
     assert Thresholds.from_config(cfg) == Thresholds(0.2, 0.3)
+
+
+PERSISTENT = Thresholds(rmse_degradation=0.10, drift_share=0.5, breach_days=2, window_days=3)
+
+
+def test_one_bad_day_alone_does_not_retrain_when_persistence_is_asked():
+    spike = summary(REFERENCE * 1.67) | {"rmse_history": [0.01, -0.03]}
+    decision = decide(spike, PERSISTENT)
+    assert not decision.retrain
+    assert "above the limit on 1 of the last 3 monitored day(s)" in decision.reasons[0]
+    assert decide(spike, POLICY).retrain  # judged alone, the same day retrains
+
+
+def test_a_persisting_degradation_retrains_on_its_second_day():
+    second = summary(REFERENCE * 1.5) | {"rmse_history": [0.0, 0.8]}
+    decision = decide(second, PERSISTENT)
+    assert decision.retrain and decision.reasons[0].startswith("[trigger]")
+    assert "on 2 of the last 3" in decision.reasons[0]
+    # exactly at the limit the earlier day is no breach; just above it is
+    assert not decide(summary(REFERENCE * 1.5) | {"rmse_history": [0.0, 0.10]}, PERSISTENT).retrain
+    assert decide(summary(REFERENCE * 1.5) | {"rmse_history": [0.0, 0.1001]}, PERSISTENT).retrain
+    # only the window counts: a breach 3 days back is out of it
+    assert not decide(
+        summary(REFERENCE * 1.5) | {"rmse_history": [0.9, 0.0, 0.0]}, PERSISTENT
+    ).retrain
+
+
+def test_earlier_breaches_do_not_retrain_a_day_within_the_limit():
+    calm_today = summary(REFERENCE * 1.02) | {"rmse_history": [0.5, 0.6]}
+    assert not decide(calm_today, PERSISTENT).retrain
+    missing = summary(REFERENCE * 1.5) | {"rmse_history": [None, float("nan")]}
+    assert not decide(missing, PERSISTENT).retrain
+
+
+def test_persistence_settings_are_checked():
+    with pytest.raises(ValueError, match="breach_days"):
+        Thresholds(breach_days=3, window_days=2)
+    cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.7, breach_days=2, window_days=3)
+    assert Thresholds.from_config(cfg) == Thresholds(0.1, 0.7, 2, 3)

@@ -1,0 +1,82 @@
+"""Market replay wall time per simulated day: the replay of `make replay` (60 trading days of the
+default synthetic market, 25% of fetches faulted, variance ×4 on day 40), timed day by day, with
+the time each task of the daily flow took. Peer: the same period and shock with no faults
+(`--peer`, another full replay), to show what the faults and their retries cost.
+
+    uv run python -m benchmarks.replay [--days 60] [--peer] [--out benchmarks/results/replay.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from monitoring.replay import run_replay
+from pipeline.cli import configure_logging, set_console_level
+from pipeline.config import CONFIG_DIR, register_configs
+
+
+def figures(summary: dict) -> dict:
+    days = summary["days"]
+    tasks = sorted({t for d in days for t in d["task_seconds"]})
+    plain = [d["seconds"] for d in days if not d["retrain"]]
+    retrain = [d["seconds"] for d in days if d["retrain"]]
+    return {
+        "days": len(days),
+        "seconds_per_day": summary["seconds_per_day"],
+        "seconds_per_day_without_retrain": {
+            "n": len(plain),
+            "mean": round(statistics.fmean(plain), 2) if plain else None,
+        },  # fmt: skip
+        "seconds_per_day_with_retrain": {
+            "n": len(retrain),
+            "mean": round(statistics.fmean(retrain), 2) if retrain else None,
+        },  # fmt: skip
+        "task_mean_seconds": {
+            t: round(statistics.fmean(d["task_seconds"].get(t, 0.0) for d in days), 2)
+            for t in tasks
+        },
+        "faults_injected": summary["fetch"]["faults_injected"],
+        "client_retries": summary["fetch"]["client_retries"],
+        "goals": {k: v["ok"] for k, v in summary["goals"].items()},
+    }
+
+
+def replay(root: str, days: int, *extra: str) -> dict:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.root={root}", f"replay.days={days}", *extra])
+    return run_replay(cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=60)
+    ap.add_argument("--peer", action="store_true", help="also replay with no faults")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "replay.json")
+    args = ap.parse_args()
+    configure_logging()
+    set_console_level(logging.WARNING)
+    register_configs()
+    shock = [f"replay.shock_day={max(1, round(args.days * 2 / 3))}"]
+    result = {}
+    with tempfile.TemporaryDirectory() as root:
+        result["replay"] = figures(replay(root, args.days, *shock))
+    if args.peer:
+        with tempfile.TemporaryDirectory() as root:
+            result["no_faults"] = figures(replay(root, args.days, *shock, "replay.fault_rate=0"))
+    result |= {"machine": platform.machine(), "cpus": os.cpu_count()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,442 @@
+"""Market replay: the daily flow over a simulated period of the synthetic market, with transient
+fetch faults and a volatility-regime shock, scored against the original plan's success metrics.
+
+    python -m monitoring.replay [replay.days=60 replay.shock_day=40 ...]      (make replay)
+
+1. A fresh scratch root (`replay.root`, own data, MLflow store and registry: the user's real
+   registry is never touched). `main` trains the first model on the `warmup_days` trading days
+   before the period; the operator (simulated) approves it at the gate when it passed.
+2. A Cboe-compatible HTTP server on 127.0.0.1 (monitoring.market_server) serves the synthetic
+   market and fails the first 1-2 requests of `fault_rate` of the (day, symbol) fetches (503,
+   429, truncated JSON, dropped connection). data_fetch fetches from it as from Cboe, with its own
+   retry policy (waits shortened by `retry_base_delay`: same retries, less sleeping).
+3. For each trading day of the period, in order: the scheduler's daily flow (monitoring.daily:
+   fetch → validate → features → monitor [→ retrain on a trigger] → report); the market's
+   variance jumps ×`shock_size` on day `shock_day`. When a retrain put a candidate in Staging
+   whose gate passed, the operator approves it that evening (`approve`): the only manual action.
+4. The summary: share of days completed, data freshness, retries and their success rate, retrain
+   decisions (day, reasons), gate verdicts, manual actions, end-to-end time per day, the
+   Production model's IV RMSE per day, and the goals checked, in
+   `<replay root>/reports/replay/replay_summary.json` and `.md` (copied to the project's
+   `reports/replay/`), and printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from monitoring.daily import daily_flow, record, schedule_log
+from monitoring.market_server import MarketServer
+from pipeline.artifacts import Artifacts, write_json
+from pipeline.config import CboeConfig, to_container
+from pipeline.errors import ConfigError
+from pipeline.market.calendar import shift_trading_days, trading_days
+from pipeline.registry import Registry
+from pipeline.runtime import configure_tracking, parse_date
+
+log = logging.getLogger("monitoring.replay")
+MARKER = ".replay-root"  # a root this module created: safe to wipe on the next replay
+OPERATOR = "replay-operator"
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+def period(rc: DictConfig) -> list[dt.date]:
+    """The simulated trading days: `days` of them ending at `end_date`."""
+    if rc.days < 1:
+        raise ConfigError(f"replay.days={rc.days}: need at least 1 trading day")
+    end = parse_date(rc.end_date, "replay.end_date")
+    days = trading_days(shift_trading_days(end, -(rc.days - 1)), end)
+    if rc.shock_day is not None and not 1 <= rc.shock_day <= len(days):
+        raise ConfigError(f"replay.shock_day={rc.shock_day} is outside the period's days 1..{len(days)}")  # fmt: skip
+    if not 0.0 <= rc.fault_rate <= 1.0:
+        raise ConfigError(f"replay.fault_rate={rc.fault_rate} must be between 0 and 1")
+    return days
+
+
+def fresh_root(root: Path) -> Path:
+    """An empty scratch root. A non-empty directory is wiped only if a replay made it (marker)."""
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise ConfigError(f"replay.root={root} is not empty and was not made by a replay: "
+                              "refusing to wipe it; choose another replay.root")  # fmt: skip
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("made by monitoring.replay: wiped at the next replay\n")
+    return root
+
+
+def replay_config(cfg: DictConfig, days: list[dt.date]) -> DictConfig:
+    """The user's config pointed at the replay root: the shock in the synthetic market, main's
+    warm-up window before the period, data_fetch's shorter retry waits."""
+    rc = cfg.replay
+    root = Path(str(rc.root)).absolute()  # resolved before paths.root moves under it
+    out = cfg.copy()
+    with open_dict(out):
+        out.paths.root = str(root)
+        out.replay.root = str(root)
+        shocks = [str(days[rc.shock_day - 1])] if rc.shock_day is not None else []
+        out.data_fetch.synthetic.shock_dates = shocks
+        out.data_fetch.synthetic.shock_size = float(rc.shock_size)
+        out.main.start_date = None
+        out.main.end_date = str(shift_trading_days(days[0], -1))
+        out.main.days = int(rc.warmup_days)
+        out.retry.data_fetch.base_delay = float(rc.retry_base_delay)
+    return out
+
+
+def fetch_from(cfg: DictConfig, base_url: str) -> DictConfig:
+    """`cfg` with data_fetch reading the replay's server as the Cboe source."""
+    out = cfg.copy()
+    symbols = [u.symbol for u in cfg.data_fetch.synthetic.underlyings]
+    if cfg.data_fetch.symbols:
+        symbols = list(cfg.data_fetch.symbols)
+    with open_dict(out):
+        out.data_fetch.source = "cboe"
+        out.data_fetch.cboe = CboeConfig(base_url=base_url, symbols=symbols, timeout_s=10.0,
+                                         user_agent="options-mlops-replay")  # fmt: skip
+    return out
+
+
+# -- the operator ---------------------------------------------------------------------------------
+def approve(cfg: DictConfig, day: dt.date, version: str | None, why: str) -> dict | None:
+    """The operator at the gate: promote `version` when its verdict passed → the manual action
+    (None when there is nothing to approve)."""
+    if version is None:
+        return None
+    registry = Registry(cfg.registry.model_name)
+    verdict = registry.verdict(version) or {}
+    action = {"date": str(day), "version": str(version), "gate": verdict.get("verdict")}
+    if not verdict.get("passed"):
+        return action | {"action": "review failed gate (not promoted)",
+                         "reasons": verdict.get("reasons") or []}  # fmt: skip
+    if not cfg.replay.approve:
+        return action | {"action": "awaiting approval (replay.approve=false)"}
+    registry.promote(version=str(version), user=OPERATOR, reason=f"replay: {why}")
+    return action | {"action": "promote"}
+
+
+# -- one day --------------------------------------------------------------------------------------
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def day_record(cfg: DictConfig, result, seconds: float) -> dict[str, Any]:
+    """What the summary needs of one simulated day."""
+    a, day = Artifacts(cfg.paths, cfg.data_format), result.date
+    fetch = _read(a.checkpoint("data_fetch", day)).get("metrics", {})
+    monitor = _read(a.reports_dir / "drift" / f"summary_{day:%Y%m%d}.json")
+    decision, retrain = monitor.get("decision") or {}, monitor.get("retrain") or {}
+    features = sorted(p.stem.split("_")[-1] for p in a.processed_dir.glob(f"features_*.{a.ext}"))
+    newest = dt.datetime.strptime(features[-1], "%Y%m%d").date() if features else None
+    return {
+        "date": str(day),
+        "status": result.status,
+        "failed_task": result.failed_task,
+        "reason": result.reason,
+        "seconds": round(seconds, 2),
+        "task_seconds": {t.task: round(t.duration_s, 2) for t in result.tasks},
+        "fetch_retries": int(fetch.get("fetch_retries", 0)),
+        "freshness_lag_days": len(trading_days(newest, day)) - 1 if newest else None,
+        "production_version": (monitor.get("model") or {}).get("version"),
+        "rmse": monitor.get("rmse"),
+        "reference_rmse": monitor.get("reference_rmse"),
+        "rmse_change": monitor.get("rmse_change"),
+        "baseline_prev_iv_rmse": monitor.get("baseline_prev_iv_rmse"),
+        "skill_vs_prev_iv": monitor.get("skill_vs_prev_iv"),
+        "days_since_training": monitor.get("days_since_training"),
+        "drift_share": monitor.get("drift_share"),
+        "drifted_columns": monitor.get("drifted_columns") or [],
+        "retrain": bool(decision.get("retrain")),
+        "reasons": [
+            r for r in decision.get("reasons") or [] if r.startswith("[trigger]")
+        ],  # fmt: skip
+        "candidate_version": retrain.get("candidate_version"),
+        "gate": (retrain.get("gate") or {}).get("verdict"),
+    }
+
+
+# -- the replay -----------------------------------------------------------------------------------
+def run_replay(cfg: DictConfig) -> dict[str, Any]:
+    """Run the replay of `cfg.replay` and return its summary (also written and printed by main)."""
+    from pipeline.main import run_pipeline
+
+    days = period(cfg.replay)
+    rcfg = replay_config(cfg, days)
+    fresh_root(Path(rcfg.paths.root))
+    configure_tracking(rcfg)
+    started = time.perf_counter()
+    log.info("replay: warm-up main over %d days to %s", rcfg.main.days, rcfg.main.end_date)
+    run_pipeline(rcfg)
+    warmup_s = time.perf_counter() - started
+    staging = Registry(rcfg.registry.model_name).resolve("staging")
+    first = approve(rcfg, days[0], staging.version if staging else None, "initial model")
+    actions = [first | {"when": "before the period"}] if first else []
+    records = []
+    with MarketServer(rcfg.data_fetch.synthetic, rcfg.market, rcfg.replay.fault_rate,
+                      rcfg.seed) as server, schedule_log(rcfg):  # fmt: skip
+        dcfg = fetch_from(rcfg, server.base_url)
+        for i, day in enumerate(days, start=1):
+            server.date = day
+            t0 = time.perf_counter()
+            result = daily_flow(dcfg, day)
+            record(dcfg, result)
+            rec = day_record(dcfg, result, time.perf_counter() - t0)
+            rec["day"] = i
+            if rec["retrain"] and rec["candidate_version"]:
+                action = approve(dcfg, day, rec["candidate_version"], f"retrain of {day}")
+                if action:
+                    actions.append(action | {"when": "evening"})
+                    rec["action"] = action["action"]
+            records.append(rec)
+            log.info("replay day %d %s: %s in %.1fs; Production v%s RMSE %s; %s", i, day,
+                     result.status, rec["seconds"], rec["production_version"], rec["rmse"],
+                     "RETRAIN" if rec["retrain"] else "no retrain")  # fmt: skip
+        stats = server.stats.to_json()
+    summary = summarise(rcfg, days, records, actions, stats, warmup_s,
+                        time.perf_counter() - started)  # fmt: skip
+    return summary
+
+
+def _mean(records: list[dict], key: str) -> float | None:
+    values = [r[key] for r in records if isinstance(r.get(key), int | float)]
+    return statistics.fmean(values) if values else None
+
+
+def market_difficulty(calm: list[dict], after: list[dict]) -> dict[str, Any]:
+    """Before vs after the shock, on the days compared above: the previous-day-IV baseline's RMSE
+    (how far the market moves in a day: no model controls it) and the model's skill against it
+    (its RMSE / the baseline's, on the contracts both price). The RMSE of any model scales with
+    the first; the second says whether the retrained model is as good as before, for the market
+    it faces."""
+    out = {"calm_days": len(calm), "post_shock_days": len(after)}
+    for name, rows in (("before", calm), ("after", after)):
+        out[f"baseline_prev_iv_rmse_{name}"] = _mean(rows, "baseline_prev_iv_rmse")
+        out[f"skill_vs_prev_iv_{name}"] = _mean(rows, "skill_vs_prev_iv")
+    return out
+
+
+def _share(n: int, d: int) -> float | None:
+    return n / d if d else None
+
+
+def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str, Any]:
+    rc = cfg.replay
+    shock = rc.shock_day
+    done = [r for r in records if r["status"] == "succeeded"]
+    retrains = [r for r in records if r["retrain"]]
+    seconds = [r["seconds"] for r in records]
+    lags = [r["freshness_lag_days"] for r in records if r["freshness_lag_days"] is not None]
+    goals: dict[str, dict[str, Any]] = {
+        "all_days_complete": {
+            "ok": len(done) == len(records),
+            "value": f"{len(done)}/{len(records)} days",
+        },  # fmt: skip
+        "only_manual_action_is_the_promotion_gate": {
+            "ok": all(a["action"] == "promote" for a in actions) and len(done) == len(records),
+            "value": f"{sum(a['action'] == 'promote' for a in actions)} approvals at the gate, "
+            f"{sum(a['action'] != 'promote' for a in actions)} other actions, "
+            f"{len(records) - len(done)} failed days to re-run",
+        },
+    }
+    pre_reference = None
+    if shock is not None:
+        shock_date = str(days[shock - 1])
+        before = [r for r in retrains if r["day"] < shock]
+        detected = [r for r in retrains if shock <= r["day"] <= shock + 1]
+        goals["no_retrain_on_calm_days_before_the_shock"] = {
+            "ok": not before, "value": [r["date"] for r in before] or "none"}  # fmt: skip
+        goals["shock_detected_and_retrain_within_1_day"] = {
+            "ok": bool(detected),
+            "value": (f"day {detected[0]['day']} ({detected[0]['date']}), shock on day {shock} "
+                      f"({shock_date})") if detected else f"no retrain on days {shock}-{shock + 1}",
+        }  # fmt: skip
+        calm = [r for r in records if r["day"] < shock and r["reference_rmse"]]
+        pre_reference = calm[-1]["reference_rmse"] if calm else None
+        old = calm[-1]["production_version"] if calm else None
+        after = [r for r in records if r["day"] > shock and r["rmse"] is not None
+                 and r["production_version"] not in (None, old)]  # fmt: skip
+        if pre_reference and after:
+            mean = statistics.fmean(r["rmse"] for r in after)
+            goals["retrained_model_recovers_within_10pct_of_pre_shock_reference"] = {
+                "ok": mean <= 1.10 * pre_reference,
+                "value": f"mean IV RMSE {mean:.5f} over {len(after)} post-shock days on the "
+                f"retrained model(s) vs pre-shock reference {pre_reference:.5f} "
+                f"({mean / pre_reference - 1:+.1%})",
+            }
+        else:
+            goals["retrained_model_recovers_within_10pct_of_pre_shock_reference"] = {
+                "ok": False, "value": "no post-shock day on a retrained Production model"}  # fmt: skip
+        market = market_difficulty(calm, after)
+    else:
+        market = {}
+    return {
+        "period": {
+            "start": str(days[0]),
+            "end": str(days[-1]),
+            "days": len(days),
+            "shock_day": shock,
+            "shock_date": str(days[shock - 1]) if shock else None,
+            "shock_size": float(rc.shock_size),
+            "warmup_days": int(rc.warmup_days),
+        },  # fmt: skip
+        "config": {
+            "fault_rate": float(rc.fault_rate),
+            "retry_base_delay": float(rc.retry_base_delay),
+            "approve": bool(rc.approve),
+            "monitor": to_container(cfg.monitor),
+            "root": str(cfg.paths.root),
+        },  # fmt: skip
+        "days_completed": len(done),
+        "completion_share": _share(len(done), len(records)),
+        "failed_days": [
+            {k: r[k] for k in ("date", "failed_task", "reason")}
+            for r in records
+            if r["status"] != "succeeded"
+        ],  # fmt: skip
+        "data_freshness": {
+            "max_lag_trading_days": max(lags) if lags else None,
+            "days_with_same_day_data": sum(1 for x in lags if x == 0),
+        },  # fmt: skip
+        "fetch": stats
+        | {
+            "client_retries": sum(r["fetch_retries"] for r in records),
+            "retry_success_rate": _share(
+                stats["symbol_days_recovered"], stats["symbol_days_faulted"]
+            ),
+        },  # fmt: skip
+        "retrains": [
+            {k: r[k] for k in ("day", "date", "reasons", "candidate_version", "gate")}
+            for r in retrains
+        ],  # fmt: skip
+        "gate_verdicts": [
+            {"date": r["date"], "version": r["candidate_version"], "verdict": r["gate"]}
+            for r in retrains
+            if r["candidate_version"]
+        ],  # fmt: skip
+        "manual_actions": actions,
+        "seconds_per_day": {
+            "mean": round(statistics.fmean(seconds), 2) if seconds else None,
+            "median": round(statistics.median(seconds), 2) if seconds else None,
+            "max": round(max(seconds), 2) if seconds else None,
+            "warmup_main": round(warmup_s, 1),
+            "total": round(total_s, 1),
+        },
+        "pre_shock_reference_rmse": pre_reference,
+        "market_difficulty": market,
+        "goals": goals,
+        "days": records,
+    }
+
+
+# -- output ---------------------------------------------------------------------------------------
+def _pct(x: Any) -> str:
+    return f"{x:.0%}" if isinstance(x, int | float) else "–"
+
+
+def _num(x: Any, fmt: str = ".5f") -> str:
+    return format(x, fmt) if isinstance(x, int | float) else "–"
+
+
+def markdown(s: dict[str, Any]) -> str:
+    p, f, t, m = s["period"], s["fetch"], s["seconds_per_day"], s.get("market_difficulty") or {}
+    verdicts = ", ".join(f"v{g['version']} {g['verdict']}" for g in s["gate_verdicts"])
+    actions = ", ".join(f"{a['action']} v{a['version']} ({a['when']}, {a['date']})"
+                        for a in s["manual_actions"])  # fmt: skip
+    lines = [
+        f"# Market replay {p['start']} .. {p['end']}",
+        "",
+        f"{p['days']} trading days of the synthetic market after a {p['warmup_days']}-day warm-up; "
+        + (f"variance ×{p['shock_size']:g} on day {p['shock_day']} ({p['shock_date']}); "
+           if p["shock_day"] else "no shock; ")
+        + f"{s['config']['fault_rate']:.0%} of the (day, symbol) fetches meet 1-2 transient faults.",
+        "",
+        "| goal | met | figure |",
+        "|---|---|---|",
+        *[f"| {name.replace('_', ' ')} | {'✓' if g['ok'] else '✗'} | {g['value']} |"
+          for name, g in s["goals"].items()],
+        "",
+        "| success metric | value |",
+        "|---|---|",
+        f"| days completed | {s['days_completed']}/{p['days']} ({_pct(s['completion_share'])}) |",
+        f"| data freshness | newest features at most {s['data_freshness']['max_lag_trading_days']} "
+        f"trading days old at the end of a day's flow |",
+        f"| market-data requests / faults injected | {f['requests']} / {f['faults_injected']} "
+        f"({', '.join(f'{k} {v}' for k, v in f['faults_by_kind'].items()) or 'none'}) |",
+        f"| retries / success rate | {f['client_retries']} retried requests; "
+        f"{f['symbol_days_recovered']} of {f['symbol_days_faulted']} faulted fetches recovered "
+        f"({_pct(f['retry_success_rate'])}) |",
+        f"| retrain decisions | {len(s['retrains'])}: "
+        + ("; ".join(f"{r['date']} (day {r['day']}): {' '.join(r['reasons'])}"
+                     for r in s["retrains"]) or "none") + " |",
+        f"| gate verdicts | {verdicts or 'none'} |",
+        f"| manual actions | {actions or 'none'} |",
+        *([f"| the market before / after the shock | previous-day-IV baseline RMSE "
+           f"{_num(m.get('baseline_prev_iv_rmse_before'))} → {_num(m.get('baseline_prev_iv_rmse_after'))}; "
+           f"model skill vs that baseline {_num(m.get('skill_vs_prev_iv_before'), '.3f')} → "
+           f"{_num(m.get('skill_vs_prev_iv_after'), '.3f')} (lower is better) |"] if m else []),
+        f"| end-to-end time per day | mean {t['mean']} s, median {t['median']} s, max {t['max']} s "
+        f"(warm-up main {t['warmup_main']} s; whole replay {t['total']} s) |",
+        "",
+        "| day | date | status | s | retries | Production | IV RMSE | vs reference | drift share | decision | action |",
+        "|---:|---|---|---:|---:|---|---:|---:|---:|---|---|",
+    ]  # fmt: skip
+    for r in s["days"]:
+        change = f"{r['rmse_change']:+.1%}" if isinstance(r["rmse_change"], float) else "–"
+        decision = "RETRAIN" if r["retrain"] else "–"
+        if r["candidate_version"]:
+            decision += f" → v{r['candidate_version']} {r['gate'] or ''}".rstrip()
+        status = r["status"] + (f" ({r['failed_task']}: {r['reason']})" if r["failed_task"] else "")
+        lines.append(
+            f"| {r['day']} | {r['date']} | {status} | {r['seconds']:.1f} | {r['fetch_retries']} | "
+            f"v{r['production_version'] or '–'} | {_num(r['rmse'])} | {change} | "
+            f"{_pct(r['drift_share'])} | {decision} | {r.get('action', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: dict[str, Any], *folders: Path) -> list[Path]:
+    written = []
+    for folder in folders:
+        written.append(write_json(summary, folder / "replay_summary.json"))
+        target = folder / "replay_summary.md"
+        target.write_text(markdown(summary))
+        written.append(target)
+    return written
+
+
+def main(cfg: DictConfig) -> None:
+    from pipeline.cli import set_console_level
+
+    set_console_level(logging.WARNING, keep="monitoring.replay")
+    previous = mlflow.get_tracking_uri()
+    try:
+        summary = run_replay(cfg)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    folders = [Path(summary["config"]["root"]) / "reports" / "replay",
+               Path(OmegaConf.select(cfg, "paths.reports")) / "replay"]  # fmt: skip
+    written = write_summary(summary, *folders)
+    text = markdown(summary)
+    print(text[: text.index("| day |")].rstrip())
+    print(f"\nPer day: {written[1]}")
+    if not all(g["ok"] for g in summary["goals"].values()):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    from pipeline.cli import run_cli
+
+    run_cli(main)
