@@ -87,15 +87,6 @@ def holdout_scores(holdout: pd.DataFrame, model: pd.DataFrame) -> dict[str, floa
         out |= {f"{prefix}{k}": v for k, v in m.items()}
     best = min(out["holdout.baseline_hist_vol.iv_rmse"], out["holdout.baseline_prev_iv.iv_rmse"])
     out["holdout.iv_rmse_vs_best_baseline"] = out["holdout.iv_rmse"] / best if best else np.nan
-    # the model on every reliable holdout row, as monitor scores each day (the figures above
-    # keep to the rows the baselines price too: contracts that also traded the day before, the
-    # easier ones, ~5% lower RMSE); monitor's reference, so like is compared with like
-    iv, predicted = holdout["iv"].to_numpy(float), model["iv"].to_numpy(float)
-    both = np.isfinite(iv) & np.isfinite(predicted)
-    err = predicted[both] - iv[both]
-    out["holdout.all_rows.n"] = float(both.sum())
-    out["holdout.all_rows.iv_rmse"] = float(np.sqrt(np.mean(err**2))) if both.any() else np.nan
-    out["holdout.all_rows.iv_mae"] = float(np.mean(np.abs(err))) if both.any() else np.nan
     return out
 
 

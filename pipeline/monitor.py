@@ -9,8 +9,8 @@ as its `holdout` dataset). Rows with `iv_reliable` only, on both sides.
 
 Computes: the version's IV predictions on every current row and on the reference sample; IV RMSE
 and MAE over **all** current rows (NumPy), overall and per underlying; the reference RMSE/MAE are
-the version's registration figures on the same population, every reliable holdout row (training
-run metrics `holdout.all_rows.iv_rmse`/`iv_mae`; recomputed on the reference sample if absent).
+the version's registration figures on every reliable holdout row (training run metrics
+`holdout.iv_rmse`/`holdout.iv_mae`; recomputed on the reference sample if absent).
 Evidently (monitoring.drift) runs on a seeded sample of at most `monitor.sample_size` rows of
 each side: feature drift and the regression report; results are read by metric name. Then the
 retrain trigger (monitoring.trigger), given the `rmse_change` of the days this version was
@@ -52,9 +52,7 @@ from pipeline.runtime import TaskContext, TaskOutcome, TaskSpec, execute, resolv
 
 # besides the model's features: what scoring, the target and the per-underlying split read
 BASE_COLUMNS = ("underlying", "iv", "iv_reliable", *CONTRACT_COLUMNS)
-# the training run's figures on every reliable holdout row (not `holdout.iv_rmse`: that one keeps
-# to the rows the baselines price too, ~5% easier than a whole day)
-REFERENCE_METRICS = {"rmse": "holdout.all_rows.iv_rmse", "mae": "holdout.all_rows.iv_mae"}
+REFERENCE_METRICS = {"rmse": "holdout.iv_rmse", "mae": "holdout.iv_mae"}
 
 
 class NoProduction(DataError):
@@ -165,7 +163,7 @@ def reference_figures(mv, reference: pd.DataFrame) -> dict:
     metrics = mlflow.MlflowClient().get_run(mv.run_id).data.metrics
     if all(key in metrics for key in REFERENCE_METRICS.values()):
         return {f"reference_{k}": float(metrics[v]) for k, v in REFERENCE_METRICS.items()} | {
-            "reference_source": f"training run {mv.run_id} metrics holdout.all_rows.iv_rmse/iv_mae"
+            "reference_source": f"training run {mv.run_id} metrics holdout.iv_rmse/iv_mae"
         }
     found = drift.errors(reference["iv"], reference["iv_pred"])
     return {"reference_rmse": found["rmse"], "reference_mae": found["mae"],

@@ -80,9 +80,6 @@ def test_training_run_logs_params_curves_plots_and_lineage(trained):
                 "holdout.baseline_hist_vol.iv_rmse", "holdout.baseline_prev_iv.iv_rmse"):  # fmt: skip
         assert np.isfinite(metrics[key]), key
     assert metrics["holdout.iv_rmse"] < metrics["holdout.baseline_hist_vol.iv_rmse"]
-    # the monitor's reference: every reliable holdout row, a superset of the baselines' rows
-    assert metrics["holdout.all_rows.n"] == metrics["rows_holdout"]
-    assert np.isfinite(metrics["holdout.all_rows.iv_rmse"])
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
     for name in model_train.PLOTS:
         assert f"{name}_20260331.png" in artifacts
