@@ -4,6 +4,7 @@ the time each task of the daily flow took. Peer: the same period and shock with 
 (`--peer`, another full replay), to show what the faults and their retries cost.
 
     uv run python -m benchmarks.replay [--days 60] [--peer] [--out benchmarks/results/replay.json]
+    uv run python -m benchmarks.replay --summary reports/replay/replay_summary.json   # of a `make replay`
 """
 
 from __future__ import annotations
@@ -61,9 +62,18 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--peer", action="store_true", help="also replay with no faults")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "replay.json")
+    ap.add_argument("--summary", type=Path, help="figures of a replay already run, no new run")
     args = ap.parse_args()
+    if args.summary:
+        result = {"replay": figures(json.loads(args.summary.read_text())),
+                  "source": str(args.summary.name), "machine": platform.machine(),
+                  "cpus": os.cpu_count()}  # fmt: skip
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
     configure_logging()
-    set_console_level(logging.WARNING)
+    set_console_level(logging.ERROR)  # faults and retries are counted, not printed
     register_configs()
     shock = [f"replay.shock_day={max(1, round(args.days * 2 / 3))}"]
     result = {}

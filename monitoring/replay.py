@@ -420,7 +420,9 @@ def write_summary(summary: dict[str, Any], *folders: Path) -> list[Path]:
 def main(cfg: DictConfig) -> None:
     from pipeline.cli import set_console_level
 
-    set_console_level(logging.WARNING, keep="monitoring.replay")
+    # the faults, retries and retrain decisions are the point of a replay: its summary counts
+    # them, the task logs keep each one; the terminal shows the replay's own progress
+    set_console_level(logging.ERROR, keep="monitoring.replay")
     previous = mlflow.get_tracking_uri()
     try:
         summary = run_replay(cfg)
