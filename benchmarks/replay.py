@@ -64,24 +64,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "replay.json")
     ap.add_argument("--summary", type=Path, help="figures of a replay already run, no new run")
     args = ap.parse_args()
-    if args.summary:
+    if args.summary:  # figures of a replay already run
         result = {"replay": figures(json.loads(args.summary.read_text())),
-                  "source": str(args.summary.name), "machine": platform.machine(),
-                  "cpus": os.cpu_count()}  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(json.dumps(result, indent=2))
-        return
-    configure_logging()
-    set_console_level(logging.ERROR)  # faults and retries are counted, not printed
-    register_configs()
-    shock = [f"replay.shock_day={max(1, round(args.days * 2 / 3))}"]
-    result = {}
-    with tempfile.TemporaryDirectory() as root:
-        result["replay"] = figures(replay(root, args.days, *shock))
-    if args.peer:
+                  "source": args.summary.name}  # fmt: skip
+    else:
+        configure_logging()
+        set_console_level(logging.ERROR)  # faults and retries are counted, not printed
+        register_configs()
+        shock = [f"replay.shock_day={max(1, round(args.days * 2 / 3))}"]
+        result = {}
         with tempfile.TemporaryDirectory() as root:
-            result["no_faults"] = figures(replay(root, args.days, *shock, "replay.fault_rate=0"))
+            result["replay"] = figures(replay(root, args.days, *shock))
+        if args.peer:
+            with tempfile.TemporaryDirectory() as root:
+                result["no_faults"] = figures(
+                    replay(root, args.days, *shock, "replay.fault_rate=0")
+                )
     result |= {"machine": platform.machine(), "cpus": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

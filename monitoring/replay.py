@@ -39,6 +39,7 @@ from monitoring.daily import daily_flow, record, schedule_log
 from monitoring.market_server import MarketServer
 from pipeline.artifacts import Artifacts, write_json
 from pipeline.config import CboeConfig, to_container
+from pipeline.data_fetch import source_symbols
 from pipeline.errors import ConfigError
 from pipeline.market.calendar import shift_trading_days, trading_days
 from pipeline.registry import Registry
@@ -97,9 +98,7 @@ def replay_config(cfg: DictConfig, days: list[dt.date]) -> DictConfig:
 def fetch_from(cfg: DictConfig, base_url: str) -> DictConfig:
     """`cfg` with data_fetch reading the replay's server as the Cboe source."""
     out = cfg.copy()
-    symbols = [u.symbol for u in cfg.data_fetch.synthetic.underlyings]
-    if cfg.data_fetch.symbols:
-        symbols = list(cfg.data_fetch.symbols)
+    symbols = source_symbols(cfg.data_fetch)  # the synthetic market's, or data_fetch.symbols
     with open_dict(out):
         out.data_fetch.source = "cboe"
         out.data_fetch.cboe = CboeConfig(base_url=base_url, symbols=symbols, timeout_s=10.0,

@@ -36,19 +36,25 @@ def make_cfg(tmp_path):
 
 
 @pytest.fixture
-def tracking(make_cfg):
-    """Point MLflow at a sqlite store in tmp_path for the duration of a test."""
+def restore_tracking():
+    """After the test: no active MLflow run left, and the tracking URI it found."""
     import mlflow
 
-    from pipeline.runtime import configure_tracking
-
     previous = mlflow.get_tracking_uri()
-    cfg = make_cfg()
-    configure_tracking(cfg)
-    yield cfg.mlflow.tracking_uri
+    yield
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def tracking(make_cfg, restore_tracking):
+    """Point MLflow at a sqlite store in tmp_path for the duration of a test."""
+    from pipeline.runtime import configure_tracking
+
+    cfg = make_cfg()
+    configure_tracking(cfg)
+    return cfg.mlflow.tracking_uri
 
 
 TINY_DAYS = ["main.end_date=2026-03-31", "main.days=25"]

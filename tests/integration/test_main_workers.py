@@ -28,15 +28,6 @@ def _cfg(root, *overrides, market=TINY_MARKET):
     )  # fmt: skip
 
 
-@pytest.fixture
-def restore_tracking():
-    previous = mlflow.get_tracking_uri()
-    yield
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
-
-
 def _data_files(root) -> dict[str, str]:
     """Digests of the data files (not the checkpoints: they hold run ids and times)."""
     return {

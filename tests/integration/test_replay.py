@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import pytest
 
 from monitoring.replay import MARKER, fresh_root, markdown, run_replay, write_summary
@@ -24,15 +23,6 @@ SHORT = [
     "model_evaluate.bootstrap_samples=50",
     "monitor.sample_size=3000",
 ]
-
-
-@pytest.fixture
-def restore_tracking():
-    previous = mlflow.get_tracking_uri()
-    yield
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
 
 
 def test_short_replay_detects_the_shock_and_retrains(tmp_path, restore_tracking):
