@@ -162,6 +162,7 @@ def day_record(cfg: DictConfig, result, seconds: float) -> dict[str, Any]:
         "reasons": [
             r for r in decision.get("reasons") or [] if r.startswith("[trigger]")
         ],  # fmt: skip
+        "deferred": any(r.startswith("[deferred]") for r in decision.get("reasons") or []),
         "candidate_version": retrain.get("candidate_version"),
         "gate": (retrain.get("gate") or {}).get("verdict"),
     }
@@ -238,47 +239,69 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
     retrains = [r for r in records if r["retrain"]]
     seconds = [r["seconds"] for r in records]
     lags = [r["freshness_lag_days"] for r in records if r["freshness_lag_days"] is not None]
+    weeks = len(records) / 5
+    interventions = len(actions) + len(records) - len(done)  # approvals, gate reviews, re-runs
+    worst = max(seconds) if seconds else None
+    # the original plan's success metrics (section 7), each judged on the period
     goals: dict[str, dict[str, Any]] = {
-        "all_days_complete": {
-            "ok": len(done) == len(records),
-            "value": f"{len(done)}/{len(records)} days",
-        },  # fmt: skip
-        "only_manual_action_is_the_promotion_gate": {
-            "ok": all(a["action"] == "promote" for a in actions) and len(done) == len(records),
-            "value": f"{sum(a['action'] == 'promote' for a in actions)} approvals at the gate, "
-            f"{sum(a['action'] != 'promote' for a in actions)} other actions, "
+        "at_least_95pct_of_daily_runs_succeed": {
+            "ok": len(done) >= 0.95 * len(records),
+            "value": f"{len(done)}/{len(records)} days ({_pct(_share(len(done), len(records)))})",
+        },
+        "data_under_24h_old": {
+            "ok": len(lags) == len(records) and all(x == 0 for x in lags),
+            "value": f"{sum(1 for x in lags if x == 0)}/{len(records)} days end with that "
+            "day's features",
+        },
+        "retry_success_over_90pct": {
+            "ok": (_share(stats["symbol_days_recovered"], stats["symbol_days_faulted"]) or 0) > 0.9
+            or not stats["symbol_days_faulted"],
+            "value": f"{stats['symbol_days_recovered']}/{stats['symbol_days_faulted']} faulted "
+            "fetches recovered",
+        },
+        "under_2_manual_interventions_a_week": {
+            "ok": interventions < 2 * weeks,
+            "value": f"{interventions} in {weeks:g} weeks ({interventions / weeks:.2f}/week): "
+            f"{sum(a['action'] == 'promote' for a in actions)} approvals at the gate, "
+            f"{sum(a['action'] != 'promote' for a in actions)} reviews of a failed gate, "
             f"{len(records) - len(done)} failed days to re-run",
+        },
+        "end_to_end_under_15_min_a_day": {
+            "ok": worst is not None and worst < 15 * 60,
+            "value": f"max {worst:.1f} s" if worst is not None else "no day ran",
         },
     }
     pre_reference = None
     if shock is not None:
         shock_date = str(days[shock - 1])
-        before = [r for r in retrains if r["day"] < shock]
         detected = [r for r in retrains if shock <= r["day"] <= shock + 1]
-        goals["no_retrain_on_calm_days_before_the_shock"] = {
-            "ok": not before, "value": [r["date"] for r in before] or "none"}  # fmt: skip
-        goals["shock_detected_and_retrain_within_1_day"] = {
+        goals["retrain_triggered_by_the_shock_within_1_day"] = {
             "ok": bool(detected),
-            "value": (f"day {detected[0]['day']} ({detected[0]['date']}), shock on day {shock} "
-                      f"({shock_date})") if detected else f"no retrain on days {shock}-{shock + 1}",
+            "value": (f"day {detected[0]['day']} ({detected[0]['date']}): "
+                      f"{' '.join(detected[0]['reasons'])}; shock on day {shock} ({shock_date})")
+            if detected else f"no retrain on days {shock}-{shock + 1}",
         }  # fmt: skip
         calm = [r for r in records if r["day"] < shock and r["reference_rmse"]]
         pre_reference = calm[-1]["reference_rmse"] if calm else None
         old = calm[-1]["production_version"] if calm else None
         after = [r for r in records if r["day"] > shock and r["rmse"] is not None
                  and r["production_version"] not in (None, old)]  # fmt: skip
-        if pre_reference and after:
-            mean = statistics.fmean(r["rmse"] for r in after)
-            goals["retrained_model_recovers_within_10pct_of_pre_shock_reference"] = {
-                "ok": mean <= 1.10 * pre_reference,
-                "value": f"mean IV RMSE {mean:.5f} over {len(after)} post-shock days on the "
-                f"retrained model(s) vs pre-shock reference {pre_reference:.5f} "
-                f"({mean / pre_reference - 1:+.1%})",
-            }
-        else:
-            goals["retrained_model_recovers_within_10pct_of_pre_shock_reference"] = {
-                "ok": False, "value": "no post-shock day on a retrained Production model"}  # fmt: skip
         market = market_difficulty(calm, after)
+        if pre_reference and after:
+            market["post_shock_rmse_mean"] = statistics.fmean(r["rmse"] for r in after)
+            market["pre_shock_reference_rmse"] = pre_reference
+        # beyond the plan: a retrained model as good as the one before, for the market it faces.
+        # Its RMSE alone cannot say: variance ×4 makes every day's move larger for any model (the
+        # previous-day-IV baseline's RMSE rises with it); its skill against that baseline can.
+        before, now = market["skill_vs_prev_iv_before"], market["skill_vs_prev_iv_after"]
+        goals["retrained_model_skill_within_10pct_of_pre_shock"] = {
+            "ok": before is not None and now is not None and now <= 1.10 * before,
+            "value": (f"IV RMSE / previous-day-IV RMSE {now:.3f} over {len(after)} post-shock "
+                      f"days on the retrained model(s) vs {before:.3f} before the shock "
+                      f"({now / before - 1:+.1%})")
+            if before is not None and now is not None
+            else "no post-shock day on a retrained Production model",
+        }  # fmt: skip
     else:
         market = {}
     return {
@@ -320,6 +343,7 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
             {k: r[k] for k in ("day", "date", "reasons", "candidate_version", "gate")}
             for r in retrains
         ],  # fmt: skip
+        "deferred_retrains": [r["date"] for r in records if r.get("deferred")],
         "gate_verdicts": [
             {"date": r["date"], "version": r["candidate_version"], "verdict": r["gate"]}
             for r in retrains
@@ -377,15 +401,21 @@ def markdown(s: dict[str, Any]) -> str:
         f"| retries / success rate | {f['client_retries']} retried requests; "
         f"{f['symbol_days_recovered']} of {f['symbol_days_faulted']} faulted fetches recovered "
         f"({_pct(f['retry_success_rate'])}) |",
-        f"| retrain decisions | {len(s['retrains'])}: "
+        f"| retrain decisions | {len(s['retrains'])}"
+        + (f" ({sum(r['day'] < p['shock_day'] for r in s['retrains'])} before the shock)"
+           if p["shock_day"] else "") + ": "
         + ("; ".join(f"{r['date']} (day {r['day']}): {' '.join(r['reasons'])}"
                      for r in s["retrains"]) or "none") + " |",
+        f"| retrains deferred after a failed gate | {len(s['deferred_retrains'])}"
+        + (f": {', '.join(s['deferred_retrains'])}" if s["deferred_retrains"] else "") + " |",
         f"| gate verdicts | {verdicts or 'none'} |",
         f"| manual actions | {actions or 'none'} |",
         *([f"| the market before / after the shock | previous-day-IV baseline RMSE "
            f"{_num(m.get('baseline_prev_iv_rmse_before'))} → {_num(m.get('baseline_prev_iv_rmse_after'))}; "
            f"model skill vs that baseline {_num(m.get('skill_vs_prev_iv_before'), '.3f')} → "
-           f"{_num(m.get('skill_vs_prev_iv_after'), '.3f')} (lower is better) |"] if m else []),
+           f"{_num(m.get('skill_vs_prev_iv_after'), '.3f')} (lower is better); Production IV "
+           f"RMSE {_num(m.get('pre_shock_reference_rmse'))} (reference before the shock) → "
+           f"{_num(m.get('post_shock_rmse_mean'))} (mean after, retrained models) |"] if m else []),
         f"| end-to-end time per day | mean {t['mean']} s, median {t['median']} s, max {t['max']} s "
         f"(warm-up main {t['warmup_main']} s; whole replay {t['total']} s) |",
         "",
@@ -394,7 +424,7 @@ def markdown(s: dict[str, Any]) -> str:
     ]  # fmt: skip
     for r in s["days"]:
         change = f"{r['rmse_change']:+.1%}" if isinstance(r["rmse_change"], float) else "–"
-        decision = "RETRAIN" if r["retrain"] else "–"
+        decision = "RETRAIN" if r["retrain"] else ("deferred" if r.get("deferred") else "–")
         if r["candidate_version"]:
             decision += f" → v{r['candidate_version']} {r['gate'] or ''}".rstrip()
         status = r["status"] + (f" ({r['failed_task']}: {r['reason']})" if r["failed_task"] else "")

@@ -10,6 +10,12 @@ Retrain when either
 - the share of the model's features that drifted (Evidently's per-column drift tests) is **more
   than** `drift_share`.
 
+A retrain that is due is **deferred** while the last candidate retrained for this Production
+version failed the gate fewer than `failed_gate_backoff_days` trading days ago (0: never
+deferred). A failed gate is a review for a person (the original plan: manual review); after a
+regime change the candidates keep failing until the new regime is in their training folds, and a
+retrain each day would ask for a review each day. The deferral is a reason like the others.
+
 "More than" is strict: a figure exactly at its threshold does not trigger (compared with a
 relative tolerance of 1e-9, so 0.11 vs 0.10 × 1.10 counts as "at", whatever the float rounding).
 Every decision carries one reason per check, fired or not, so the log says why nothing happened
@@ -33,16 +39,21 @@ class Thresholds:
     drift_share: float = 0.5  # share of the model's features whose drift test failed
     breach_days: int = 1  # days above the RMSE limit, among the last window_days, to retrain
     window_days: int = 1
+    failed_gate_backoff_days: int = 0  # no retrain until this many trading days after a failed gate
 
     def __post_init__(self) -> None:
         if not 1 <= self.breach_days <= self.window_days:
             raise ValueError(f"need 1 <= breach_days ({self.breach_days}) <= window_days "
                              f"({self.window_days})")  # fmt: skip
+        if self.failed_gate_backoff_days < 0:
+            raise ValueError(f"failed_gate_backoff_days={self.failed_gate_backoff_days} must be "
+                             ">= 0")  # fmt: skip
 
     @classmethod
     def from_config(cls, cfg: Any) -> Thresholds:
         return cls(float(cfg.rmse_degradation), float(cfg.drift_share),
-                   int(getattr(cfg, "breach_days", 1)), int(getattr(cfg, "window_days", 1)))  # fmt: skip
+                   int(getattr(cfg, "breach_days", 1)), int(getattr(cfg, "window_days", 1)),
+                   int(getattr(cfg, "failed_gate_backoff_days", 0)))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,10 +114,25 @@ def persistence_check(
     )
 
 
+def backoff_check(failed: Any, backoff_days: int) -> tuple[bool, str | None]:
+    """(deferred, reason) from `failed` = {"date", "version", "days_ago"} of the last candidate
+    retrained for this Production version that failed the gate (None: there is none)."""
+    if not failed or backoff_days < 1:
+        return False, None
+    ago = int(failed["days_ago"])
+    if ago >= backoff_days:
+        return False, None
+    return True, (
+        f"retrain deferred: candidate v{failed['version']} retrained on {failed['date']} failed "
+        f"the gate {ago} trading day(s) ago; the next retrain waits until "
+        f"{backoff_days} have passed (monitor.failed_gate_backoff_days)"
+    )
+
+
 def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
-    """Retrain or not, from the summary's `rmse`, `reference_rmse`, `rmse_history`, `drift_share`
-    and `drifted_columns` (see pipeline.monitor), with one reason per check ("[trigger] …"/
-    "[ok] …")."""
+    """Retrain or not, from the summary's `rmse`, `reference_rmse`, `rmse_history`, `drift_share`,
+    `drifted_columns` and `last_failed_gate` (see pipeline.monitor), with one reason per check
+    ("[trigger] …"/"[ok] …"; "[deferred] …" when a due retrain waits after a failed gate)."""
     degraded, rmse_reason = rmse_check(
         summary.get("rmse"), summary.get("reference_rmse"), thresholds.rmse_degradation
     )
@@ -121,7 +147,10 @@ def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
         list(summary.get("drifted_columns") or []),
         thresholds.drift_share,
     )
-    return Decision(
-        degraded or drifted,
-        [f"{_mark(degraded)} {rmse_reason}", f"{_mark(drifted)} {drift_reason}"],
-    )
+    reasons = [f"{_mark(degraded)} {rmse_reason}", f"{_mark(drifted)} {drift_reason}"]
+    if degraded or drifted:
+        deferred, why = backoff_check(summary.get("last_failed_gate"),
+                                      thresholds.failed_gate_backoff_days)  # fmt: skip
+        if deferred:
+            return Decision(False, [*reasons, f"[deferred] {why}"])
+    return Decision(degraded or drifted, reasons)

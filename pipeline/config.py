@@ -229,6 +229,7 @@ class MonitorConfig:
     project: str = MISSING  # its project name
     retrain: bool = MISSING  # on a trigger, run model_train → model_evaluate
     auto_promote: bool = False  # promote a retrained candidate that passed the gate
+    failed_gate_backoff_days: int = 0  # a due retrain waits this long after a failed gate
 
 
 @dataclass

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.artifacts import read_frame, write_json
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.evaluation import baseline_predictions, regression_metrics
 from pipeline.feature_engineer import MODEL_FEATURES
 from pipeline.market.calendar import shift_trading_days, trading_days
@@ -65,7 +65,16 @@ def feature_paths(ctx: TaskContext) -> dict[dt.date, Path]:
 
 def read_features(path: Path) -> pd.DataFrame:
     """The columns of a feature file that training, pricing and scoring read; datetimes parsed."""
-    df = read_frame(path, READ_COLUMNS)
+    try:
+        df = read_frame(path, READ_COLUMNS)
+    except (KeyError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        have = set(read_frame(path).columns)
+        missing = [c for c in READ_COLUMNS if c not in have]
+        if not missing:
+            raise
+        raise DataError(f"{path.name} lacks column(s) {missing}: written by an older "
+                        "feature_engineer; rebuild it (make features ARGS='date=YYYY-MM-DD "
+                        "feature_engineer.force=true', or make run)") from exc  # fmt: skip
     for col in ("quote_date", "expiry"):  # csv keeps datetimes as text
         if not pd.api.types.is_datetime64_dtype(df[col]):
             df[col] = pd.to_datetime(df[col])

@@ -187,6 +187,26 @@ def rmse_history(ctx: TaskContext, mv, days: int) -> list[float | None]:
     return found[-days:]
 
 
+def last_failed_gate(ctx: TaskContext, mv) -> dict | None:
+    """{date, version, days_ago} of the newest day before the monitored one on which this
+    Production version's monitor retrained a candidate that failed the gate (its summary), or
+    None: what the trigger's failed-gate backoff counts from."""
+    found = None
+    for path in sorted(summary_path(ctx).parent.glob("summary_*.json")):
+        try:
+            day = dt.datetime.strptime(path.stem.split("_")[-1], "%Y%m%d").date()
+            earlier = json.loads(path.read_text()) if day < ctx.date else None
+        except (ValueError, OSError):
+            continue
+        if not earlier or str((earlier.get("model") or {}).get("version")) != str(mv.version):
+            continue
+        retrain = earlier.get("retrain") or {}
+        if retrain.get("candidate_version") and (retrain.get("gate") or {}).get("passed") is False:
+            found = {"date": str(day), "version": retrain["candidate_version"],
+                     "days_ago": len(trading_days(day, ctx.date)) - 1}  # fmt: skip
+    return found
+
+
 # -- the task ------------------------------------------------------------------------------------
 def html_path(ctx: TaskContext) -> Path:
     return ctx.artifacts.reports_dir / "drift" / f"drift_{ctx.date:%Y%m%d}.html"
@@ -225,13 +245,16 @@ def run(ctx: TaskContext) -> None:
                                                           "drifted_columns", "drift_scores")}  # fmt: skip
     thresholds = Thresholds.from_config(cfg)
     summary["rmse_history"] = rmse_history(ctx, mv, thresholds.window_days - 1)
+    summary["last_failed_gate"] = last_failed_gate(ctx, mv)
     trained_through = max(holdout_dates(mv))
     summary["trained_through"] = str(trained_through)
     summary["days_since_training"] = len(trading_days(trained_through, ctx.date)) - 1
     decision = decide(summary, thresholds)
     summary["decision"] = {"retrain": decision.retrain, "reasons": decision.reasons,
                            "thresholds": {"rmse_degradation": float(cfg.rmse_degradation),
-                                          "drift_share": float(cfg.drift_share)}}  # fmt: skip
+                                          "drift_share": float(cfg.drift_share),
+                                          "failed_gate_backoff_days":
+                                              thresholds.failed_gate_backoff_days}}  # fmt: skip
     _log_decision(ctx, decision, summary)
     alerts.retrain_decision(ctx, decision)  # retrain_triggered when it says retrain
     try:

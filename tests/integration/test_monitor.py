@@ -102,6 +102,30 @@ def test_a_trigger_retrains_into_staging_behind_the_gate(registry_copy):
     assert str(registry.resolve("production").version) == registry_copy.production
 
 
+def test_a_due_retrain_waits_after_a_recent_failed_gate(registry_copy):
+    """A summary of 2026-03-27 (2 trading days earlier) says this Production version's retrain
+    then gave a candidate that failed the gate: today's due retrain is deferred, nothing runs."""
+    cfg = registry_config(registry_copy.root, "monitor.rmse_degradation=-0.5",
+                          "monitor.breach_days=1", "monitor.window_days=1")  # fmt: skip
+    earlier = Artifacts(cfg.paths).reports_dir / "drift" / "summary_20260327.json"
+    earlier.parent.mkdir(parents=True, exist_ok=True)
+    earlier.write_text(json.dumps({
+        "model": {"version": registry_copy.production}, "rmse_change": 0.4,
+        "retrain": {"status": "retrained", "candidate_version": "9",
+                    "gate": {"verdict": "failed", "passed": False}}}))  # fmt: skip
+    with tracking_at(cfg):
+        monitor.run_monitor(cfg)
+    summary = _summary(cfg)
+    assert summary["last_failed_gate"] == {"date": "2026-03-27", "version": "9", "days_ago": 2}
+    assert summary["decision"]["retrain"] is False
+    assert summary["decision"]["reasons"][0].startswith("[trigger] IV RMSE")
+    assert summary["decision"]["reasons"][-1].startswith(
+        "[deferred] retrain deferred: candidate v9"
+    )
+    assert summary["retrain"] == {"status": "not_triggered"}
+    assert str(registry_copy.registry().resolve("staging").version) == registry_copy.candidate
+
+
 def test_one_degraded_day_waits_for_a_second_under_the_default_persistence(registry_copy):
     cfg = registry_config(registry_copy.root, "monitor.rmse_degradation=-0.5", NO_RETRAIN)
     with tracking_at(cfg):

@@ -134,3 +134,37 @@ def test_persistence_settings_are_checked():
         Thresholds(breach_days=3, window_days=2)
     cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.7, breach_days=2, window_days=3)
     assert Thresholds.from_config(cfg) == Thresholds(0.1, 0.7, 2, 3)
+
+
+BACKOFF = Thresholds(rmse_degradation=0.10, drift_share=0.5, failed_gate_backoff_days=5)
+
+
+def failed(days_ago: int) -> dict:
+    return {"last_failed_gate": {"date": "2026-11-02", "version": "7", "days_ago": days_ago}}
+
+
+def test_a_due_retrain_waits_after_a_failed_gate_and_says_so():
+    due = summary(REFERENCE * 1.5, share=0.9, drifted=["rv_5d"]) | failed(4)
+    decision = decide(due, BACKOFF)
+    assert not decision.retrain
+    # the checks still say what fired; the last reason says why nothing runs, and until when
+    assert [r.split(" ")[0] for r in decision.reasons] == ["[trigger]", "[trigger]", "[deferred]"]
+    assert ("candidate v7 retrained on 2026-11-02 failed the gate 4 trading day(s) ago"
+            in decision.reasons[2])  # fmt: skip
+    # the backoff is over on its 5th trading day; without one, or with no failed gate, no wait
+    assert decide(summary(REFERENCE * 1.5) | failed(5), BACKOFF).retrain
+    assert decide(summary(REFERENCE * 1.5) | failed(1), POLICY).retrain
+    assert decide(summary(REFERENCE * 1.5) | {"last_failed_gate": None}, BACKOFF).retrain
+
+
+def test_no_deferral_reason_when_nothing_is_due():
+    calm = decide(summary(REFERENCE) | failed(1), BACKOFF)
+    assert not calm.retrain and not any(r.startswith("[deferred]") for r in calm.reasons)
+
+
+def test_backoff_settings_are_checked():
+    with pytest.raises(ValueError, match="failed_gate_backoff_days"):
+        Thresholds(failed_gate_backoff_days=-1)
+    cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.7, breach_days=2, window_days=3,
+                          failed_gate_backoff_days=5)  # fmt: skip
+    assert Thresholds.from_config(cfg) == Thresholds(0.1, 0.7, 2, 3, 5)
