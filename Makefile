@@ -65,7 +65,7 @@ schedule: install ## Scheduler in the foreground: the daily flow at 18:00 New Yo
 daily: install ## The daily flow now for the latest closed trading day (ARGS='date=2026-03-02'); exit 3 if another run holds the lock
 	$(RUN) python -m monitoring.scheduler --once $(ARGS)
 
-replay: install ## Market replay: 60 simulated days with fetch faults and a vol shock on day 40, scored on the plan's success metrics (~10 min)
+replay: install ## Market replay: 60 simulated days with fetch faults and a vol shock on day 40, scored on the plan's success metrics (~13 min)
 	$(RUN) python -m monitoring.replay $(ARGS)
 
 promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)

@@ -5,6 +5,7 @@ the time each task of the daily flow took. Peer: the same period and shock with 
 
     uv run python -m benchmarks.replay [--days 60] [--peer] [--out benchmarks/results/replay.json]
     uv run python -m benchmarks.replay --summary reports/replay/replay_summary.json   # of a `make replay`
+    uv run python -m benchmarks.replay --summary reports/replay/replay_summary.json --peer  # + peer
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def figures(summary: dict) -> dict:
         },
         "faults_injected": summary["fetch"]["faults_injected"],
         "client_retries": summary["fetch"]["client_retries"],
+        "retrains": len(summary["retrains"]),
         "goals": {k: v["ok"] for k, v in summary["goals"].items()},
     }
 
@@ -64,22 +66,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "replay.json")
     ap.add_argument("--summary", type=Path, help="figures of a replay already run, no new run")
     args = ap.parse_args()
-    if args.summary:  # figures of a replay already run
-        result = {"replay": figures(json.loads(args.summary.read_text())),
-                  "source": args.summary.name}  # fmt: skip
-    else:
+    shock = [f"replay.shock_day={max(1, round(args.days * 2 / 3))}"]
+    if not args.summary or args.peer:
         configure_logging()
         set_console_level(logging.ERROR)  # faults and retries are counted, not printed
         register_configs()
-        shock = [f"replay.shock_day={max(1, round(args.days * 2 / 3))}"]
-        result = {}
+    if args.summary:  # figures of a replay already run (make replay); the peer copies its period
+        summary = json.loads(args.summary.read_text())
+        args.days, period = summary["period"]["days"], summary["period"]
+        day = period["shock_day"]
+        shock = [f"replay.shock_day={'null' if day is None else day}",
+                 f"replay.end_date={period['end']}"]  # fmt: skip
+        result = {"replay": figures(summary), "source": args.summary.name}
+    else:
         with tempfile.TemporaryDirectory() as root:
-            result["replay"] = figures(replay(root, args.days, *shock))
-        if args.peer:
-            with tempfile.TemporaryDirectory() as root:
-                result["no_faults"] = figures(
-                    replay(root, args.days, *shock, "replay.fault_rate=0")
-                )
+            result = {"replay": figures(replay(root, args.days, *shock))}
+    if args.peer:  # the same period and shock, no faults: what the faults and retries cost
+        with tempfile.TemporaryDirectory() as root:
+            result["no_faults"] = figures(replay(root, args.days, *shock, "replay.fault_rate=0"))
     result |= {"machine": platform.machine(), "cpus": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

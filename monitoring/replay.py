@@ -13,10 +13,12 @@ fetch faults and a volatility-regime shock, scored against the original plan's s
 3. For each trading day of the period, in order: the scheduler's daily flow (monitoring.daily:
    fetch → validate → features → monitor [→ retrain on a trigger] → report); the market's
    variance jumps ×`shock_size` on day `shock_day`. When a retrain put a candidate in Staging
-   whose gate passed, the operator approves it that evening (`approve`): the only manual action.
+   whose gate passed, the operator approves it that evening (`approve`); one that failed is a
+   review. Both count as manual interventions (the plan: fewer than 2 a week).
 4. The summary: share of days completed, data freshness, retries and their success rate, retrain
-   decisions (day, reasons), gate verdicts, manual actions, end-to-end time per day, the
-   Production model's IV RMSE per day, and the goals checked, in
+   decisions (day, reasons), deferred retrains, gate verdicts, manual actions, end-to-end time
+   per day, the Production model's IV RMSE per day, and the goals checked (the original plan's
+   six success metrics, a retrain within a day of the shock, Production's skill after it), in
    `<replay root>/reports/replay/replay_summary.json` and `.md` (copied to the project's
    `reports/replay/`), and printed.
 """
@@ -283,24 +285,24 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
         }  # fmt: skip
         calm = [r for r in records if r["day"] < shock and r["reference_rmse"]]
         pre_reference = calm[-1]["reference_rmse"] if calm else None
-        old = calm[-1]["production_version"] if calm else None
-        after = [r for r in records if r["day"] > shock and r["rmse"] is not None
-                 and r["production_version"] not in (None, old)]  # fmt: skip
+        after = [r for r in records if r["day"] > shock and r["rmse"] is not None]
         market = market_difficulty(calm, after)
         if pre_reference and after:
             market["post_shock_rmse_mean"] = statistics.fmean(r["rmse"] for r in after)
             market["pre_shock_reference_rmse"] = pre_reference
-        # beyond the plan: a retrained model as good as the one before, for the market it faces.
-        # Its RMSE alone cannot say: variance ×4 makes every day's move larger for any model (the
-        # previous-day-IV baseline's RMSE rises with it); its skill against that baseline can.
+            market["post_shock_versions"] = sorted({str(r["production_version"]) for r in after})
+        # beyond the plan: after the shock, Production (the model kept or its replacement) is as
+        # good as before for the market it faces. Its RMSE alone cannot say: variance ×4 makes
+        # every day's move larger for any model (the previous-day-IV baseline's RMSE rises with
+        # it); its skill against that baseline can.
         before, now = market["skill_vs_prev_iv_before"], market["skill_vs_prev_iv_after"]
-        goals["retrained_model_skill_within_10pct_of_pre_shock"] = {
+        goals["production_skill_after_the_shock_within_10pct_of_before"] = {
             "ok": before is not None and now is not None and now <= 1.10 * before,
-            "value": (f"IV RMSE / previous-day-IV RMSE {now:.3f} over {len(after)} post-shock "
-                      f"days on the retrained model(s) vs {before:.3f} before the shock "
-                      f"({now / before - 1:+.1%})")
+            "value": (f"IV RMSE / previous-day-IV RMSE {now:.3f} over the {len(after)} days "
+                      f"after the shock (Production v{', v'.join(market['post_shock_versions'])}) "
+                      f"vs {before:.3f} before ({now / before - 1:+.1%})")
             if before is not None and now is not None
-            else "no post-shock day on a retrained Production model",
+            else "no monitored day after the shock",
         }  # fmt: skip
     else:
         market = {}
@@ -415,7 +417,7 @@ def markdown(s: dict[str, Any]) -> str:
            f"model skill vs that baseline {_num(m.get('skill_vs_prev_iv_before'), '.3f')} → "
            f"{_num(m.get('skill_vs_prev_iv_after'), '.3f')} (lower is better); Production IV "
            f"RMSE {_num(m.get('pre_shock_reference_rmse'))} (reference before the shock) → "
-           f"{_num(m.get('post_shock_rmse_mean'))} (mean after, retrained models) |"] if m else []),
+           f"{_num(m.get('post_shock_rmse_mean'))} (mean after) |"] if m else []),
         f"| end-to-end time per day | mean {t['mean']} s, median {t['median']} s, max {t['max']} s "
         f"(warm-up main {t['warmup_main']} s; whole replay {t['total']} s) |",
         "",

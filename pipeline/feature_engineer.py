@@ -40,6 +40,7 @@ MODEL_FEATURES = (  # what a model may read; `iv` is the target, never a feature
     "prev_surface_iv",
     "prev_atm_iv",
     "prev_skew",
+    "prev_smile_iv",
 )
 
 
@@ -124,22 +125,46 @@ def _surface_design(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(x), x, x * x, s, s * x, s * s])
 
 
+def _smile_design(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    x = np.clip(x, -3.0, 3.0)
+    x2 = x * x
+    return np.column_stack([np.ones_like(x), x, x2, x2 * x, x2 * x2, s, s * x, s * x2, s * s,
+                            s * s * x])  # fmt: skip
+
+
 SURFACE_COEFS = ("c0", "c_x", "c_xx", "c_s", "c_sx", "c_ss")
+SMILE_COEFS = ("m0", "m_x", "m_xx", "m_xxx", "m_xxxx", "m_s", "m_sx", "m_sxx", "m_ss", "m_ssx")
+MIN_SURFACE_QUOTES, MIN_SMILE_QUOTES = 12, 30
 
 
 def fit_surfaces(features: pd.DataFrame | None) -> pd.DataFrame:
-    """Per underlying, least squares of reliable IVs on (1, x, x², s, s·x, s²), x = k/√T, s = √T
-    (Dumas-Fleming-Whaley style). One row per underlying with at least 12 usable quotes."""
+    """Per underlying, least squares of reliable IVs, x = k/√T, s = √T, twice:
+    - the surface (SURFACE_COEFS) on (1, x, x², s, s·x, s²) (Dumas-Fleming-Whaley style), with at
+      least 12 usable quotes: prev_surface_iv, prev_atm_iv, prev_skew;
+    - the smile (SMILE_COEFS), adding x³, x⁴, s·x², s²·x, with at least 30: prev_smile_iv, the
+      level the model corrects. The quadratic misses the synthetic market's smile by ~0.018 vol
+      RMSE on a calm day, the smile by ~0.008; a booster correcting the quadratic learns its misfit
+      at the vol levels it saw, and after a variance shock fell behind the previous-day-IV
+      baseline, where one correcting the smile stayed ahead (README, market replay).
+    One row per underlying with enough quotes for the surface (smile NaN below its minimum)."""
     rows = []
     if features is not None and not features.empty:
         usable = features[features["iv_reliable"].astype(bool)]
         for underlying, grp in usable.groupby("underlying"):
-            if len(grp) < 12:
+            if len(grp) < MIN_SURFACE_QUOTES:
                 continue
-            design = _surface_design(grp["std_moneyness"].to_numpy(), grp["sqrt_t"].to_numpy())
-            coef, *_ = np.linalg.lstsq(design, grp["iv"].to_numpy(), rcond=None)
-            rows.append({"underlying": underlying, **dict(zip(SURFACE_COEFS, coef, strict=True))})
-    return pd.DataFrame(rows, columns=["underlying", *SURFACE_COEFS])
+            x, s, iv = (
+                grp["std_moneyness"].to_numpy(),
+                grp["sqrt_t"].to_numpy(),
+                grp["iv"].to_numpy(),
+            )
+            coef, *_ = np.linalg.lstsq(_surface_design(x, s), iv, rcond=None)
+            smile = np.full(len(SMILE_COEFS), np.nan)
+            if len(grp) >= MIN_SMILE_QUOTES:
+                smile, *_ = np.linalg.lstsq(_smile_design(x, s), iv, rcond=None)
+            rows.append({"underlying": underlying, **dict(zip(SURFACE_COEFS, coef, strict=True)),
+                         **dict(zip(SMILE_COEFS, smile, strict=True))})  # fmt: skip
+    return pd.DataFrame(rows, columns=["underlying", *SURFACE_COEFS, *SMILE_COEFS])
 
 
 def contract_ivs(features: pd.DataFrame | None) -> pd.Series:
@@ -169,12 +194,14 @@ def state_features(
     out["prev_surface_iv"] = np.einsum("ij,ij->i", _surface_design(x, s), c)
     out["prev_atm_iv"] = np.einsum("ij,ij->i", _surface_design(np.zeros_like(s), s), c)
     out["prev_skew"] = c[:, 1] + c[:, 4] * s  # d iv / d (k/√T) at the money
+    m = coefs[list(SMILE_COEFS)].to_numpy(float)
+    out["prev_smile_iv"] = np.einsum("ij,ij->i", _smile_design(x, s), m)
     return out
 
 
 def lagged_features(today: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
     """Yesterday's IVs at today's contracts (see state_features), with no realised-vol state."""
-    cols = ["prev_iv", "prev_surface_iv", "prev_atm_iv", "prev_skew"]
+    cols = ["prev_iv", "prev_surface_iv", "prev_atm_iv", "prev_skew", "prev_smile_iv"]
     empty_rv = pd.DataFrame({"underlying": pd.Series(dtype=object)})
     return state_features(today, empty_rv, fit_surfaces(previous), contract_ivs(previous))[cols]
 

@@ -5,7 +5,7 @@ yesterday; the model also reads the underlying's realised vols and the previous 
 surface (see feature_engineer.state_features). A MarketState holds them for one day `as_of`:
 
 - `realised`: one row per underlying, its `rv_*` columns (as the day's feature file has them);
-- `surfaces`: one row per underlying, the fitted surface coefficients (`fit_surfaces`);
+- `surfaces`: one row per underlying, the fitted surface and smile coefficients (`fit_surfaces`);
 - `contract_ivs`: option (OCC symbol) → reliable IV of that day (`contract_ivs`);
 - `rate`, `default_dividend_yield`, `dividend_yields`: the market conventions (cfg.market).
 
@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from pipeline.feature_engineer import SURFACE_COEFS, contract_ivs, fit_surfaces
+from pipeline.feature_engineer import SMILE_COEFS, SURFACE_COEFS, contract_ivs, fit_surfaces
 
 STATE_FILE = "state.json"
 CONTRACT_IVS_FILE = "contract_ivs.parquet"
@@ -39,7 +39,7 @@ class MarketState:
     dividend_yields: dict[str, float] = field(default_factory=dict)
     realised: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"underlying": []}))
     surfaces: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["underlying", *SURFACE_COEFS])
+        default_factory=lambda: pd.DataFrame(columns=["underlying", *SURFACE_COEFS, *SMILE_COEFS])
     )
     contract_ivs: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
@@ -110,7 +110,7 @@ class MarketState:
             default_dividend_yield=float(doc["default_dividend_yield"]),
             dividend_yields={k: float(v) for k, v in doc["dividend_yields"].items()},
             realised=_frame(doc["realised"], ["underlying"]),
-            surfaces=_frame(doc["surfaces"], ["underlying", *SURFACE_COEFS]),
+            surfaces=_frame(doc["surfaces"], ["underlying", *SURFACE_COEFS, *SMILE_COEFS]),
             contract_ivs=pd.Series(ivs["iv"].to_numpy(float), index=ivs["option"].to_numpy()),
         )
 

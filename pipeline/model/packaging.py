@@ -96,7 +96,7 @@ def model_meta(features: list[str], booster: xgb.Booster, extra: dict | None = N
         "format_version": 1,
         "features": list(features),
         "target": "iv (market mid implied vol)",
-        "base_margin": ["prev_surface_iv", "rv_20d", DEFAULT_BASE_IV],
+        "base_margin": ["prev_smile_iv", "prev_surface_iv", "rv_20d", DEFAULT_BASE_IV],
         "iv_clip": [IV_FLOOR, IV_CAP],
         "best_iteration": int(booster.attr("best_iteration") or booster.num_boosted_rounds() - 1),
         "xgboost_version": xgb.__version__,

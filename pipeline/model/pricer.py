@@ -4,7 +4,8 @@ Input: one row per contract with `CONTRACT_COLUMNS` (underlying, option_type "C"
 expiry, quote_date, spot) and any of `OPTIONAL_COLUMNS`:
 - `option` (OCC symbol): looks up the contract's previous-day IV in the market state;
 - `rate`, `dividend_yield`: default (also where null) to the state's conventions (cfg.market);
-- `STATE_COLUMNS` (rv_5d, rv_10d, rv_20d, prev_iv, prev_surface_iv, prev_atm_iv, prev_skew): used
+- `STATE_COLUMNS` (rv_5d, rv_10d, rv_20d, prev_iv, prev_surface_iv, prev_atm_iv, prev_skew,
+  prev_smile_iv): used
   as given when the column is present (a null means "unknown", as in the feature files, where e.g.
   prev_iv is null for a new contract); absent columns come from the MarketState snapshot.
 Other columns are ignored (a feature table may be passed as is: its `iv` target is never read).
@@ -12,10 +13,12 @@ Other columns are ignored (a feature table may be passed as is: its `iv` target 
 Features are built by feature_engineer's own functions (`contract_geometry`, `state_features`),
 so a contract priced here gets exactly the features it would have had in training.
 
-The booster predicts IV as a correction to a base level, the previous day's fitted surface at the
-contract (`prev_surface_iv`; the underlying's rv_20d where there is no surface, then 20%), passed
-to XGBoost as base_margin. Day-to-day IV changes are small next to the IV's level, so learning the
-change (from yesterday's information only) is much easier than learning the level.
+The booster predicts IV as a correction to a base level, the previous day's fitted smile at the
+contract (`prev_smile_iv`; the quadratic surface `prev_surface_iv` where no smile was fitted, the
+underlying's rv_20d where there is no surface, then 20%), passed to XGBoost as base_margin.
+Day-to-day IV changes are small next to the IV's level, so learning the change (from yesterday's
+information only) is much easier than learning the level; and the closer the base fits, the less
+the trees must learn at the vol levels they happened to see (see feature_engineer.fit_surfaces).
 
 Output: DataFrame(iv, price) on the input's index; iv clipped to [IV_FLOOR, IV_CAP] (a 1% vol
 floor: trees can extrapolate below zero on unseen inputs, and a non-positive vol has no price);
@@ -36,10 +39,11 @@ from pipeline.quant.black_scholes import black_price
 
 CONTRACT_COLUMNS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot")
 STATE_COLUMNS = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
-                 "prev_skew")  # fmt: skip
+                 "prev_skew", "prev_smile_iv")  # fmt: skip
 OPTIONAL_COLUMNS = ("option", "rate", "dividend_yield", *STATE_COLUMNS)
-# state columns that come from the underlying's saved state (prev_iv comes from the contract's)
-UNDERLYING_STATE_COLUMNS = tuple(c for c in STATE_COLUMNS if c != "prev_iv")
+# state columns an unknown underlying needs from the caller (prev_iv comes from the contract's;
+# without prev_smile_iv the base falls back to prev_surface_iv)
+UNDERLYING_STATE_COLUMNS = tuple(c for c in STATE_COLUMNS if c not in ("prev_iv", "prev_smile_iv"))
 IV_FLOOR, IV_CAP = 0.01, 5.0
 DEFAULT_BASE_IV = 0.20  # base level where neither a surface nor a realised vol is known
 MAX_REPORTED = 10  # problems listed in one ContractError message
@@ -149,8 +153,9 @@ def model_features(contracts: pd.DataFrame, state: MarketState) -> pd.DataFrame:
 
 
 def base_iv(features: pd.DataFrame) -> np.ndarray:
-    """The level the booster corrects: prev_surface_iv, else rv_20d, else DEFAULT_BASE_IV."""
-    base = features["prev_surface_iv"].astype(float)
+    """The level the booster corrects: prev_smile_iv, else prev_surface_iv, else rv_20d, else
+    DEFAULT_BASE_IV."""
+    base = features["prev_smile_iv"].astype(float).fillna(features["prev_surface_iv"].astype(float))
     if "rv_20d" in features:
         base = base.fillna(features["rv_20d"].astype(float))
     return base.fillna(DEFAULT_BASE_IV).to_numpy(float)

@@ -24,7 +24,8 @@ from tests.conftest import TINY_MARKET, compose_config
 pytestmark = pytest.mark.slow
 LAST = dt.date(2026, 3, 31)
 NEXT = pd.Timestamp("2026-04-01")
-VOL_COLUMNS = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv")
+VOL_COLUMNS = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
+               "prev_smile_iv")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,14 @@ from omegaconf import OmegaConf
 
 from pipeline.feature_engineer import (
     MODEL_FEATURES,
+    SMILE_COEFS,
+    SURFACE_COEFS,
     build_features,
     contract_features,
+    fit_surfaces,
     lagged_features,
     realised_vols,
+    state_features,
 )
 from tests.factories import DAY, MARKET, good_quotes
 
@@ -99,3 +103,29 @@ def test_build_features_does_not_mutate_inputs():
     before = quotes.copy()
     build_features(quotes, spot_history(), None, DAY, MARKET, CFG)
     pd.testing.assert_frame_equal(quotes, before)
+
+
+def _smile_day(n_x: int, n_s: int) -> pd.DataFrame:
+    """Yesterday's reliable IVs on a (x = k/√T, s = √T) grid: a smile with cubic and quartic
+    wings, which the quadratic surface cannot follow and the smile fit can."""
+    x, s = np.meshgrid(np.linspace(-2.5, 2.5, n_x), np.linspace(0.2, 1.0, n_s))
+    x, s = x.ravel(), s.ravel()
+    iv = 0.2 - 0.03 * x + 0.01 * x**2 - 0.004 * x**3 + 0.002 * x**4 + 0.05 * s * s
+    return pd.DataFrame({"underlying": "SPY", "iv_reliable": True, "std_moneyness": x,
+                         "sqrt_t": s, "iv": iv})  # fmt: skip
+
+
+def test_the_smile_follows_what_the_quadratic_surface_misses():
+    day = _smile_day(11, 4)
+    surfaces = fit_surfaces(day)
+    geometry = day[["underlying", "std_moneyness", "sqrt_t"]].assign(option=None)
+    empty_rv = pd.DataFrame({"underlying": pd.Series(dtype=object)})
+    state = state_features(geometry, empty_rv, surfaces, pd.Series(dtype=float))
+    smile_err = np.abs(state["prev_smile_iv"] - day["iv"]).max()
+    surface_err = np.abs(state["prev_surface_iv"] - day["iv"]).max()
+    assert smile_err < 1e-9 < 1e-3 < surface_err
+    # too few quotes for 10 coefficients (fewer than 30): no smile, the surface stays
+    few = fit_surfaces(_smile_day(5, 5).head(20))
+    assert (
+        few[list(SMILE_COEFS)].isna().all().all() and few[list(SURFACE_COEFS)].notna().all().all()
+    )

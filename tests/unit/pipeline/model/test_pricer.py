@@ -157,16 +157,18 @@ def test_predict_frame_prices_with_bsm_at_the_predicted_iv(days, state, identity
     raw = today[RAW].set_axis(np.repeat([7], len(today)))  # repeated index labels are kept
     out = predict_frame(raw, identity_booster, state, MODEL_FEATURES)
     assert list(out.columns) == ["iv", "price"] and list(out.index) == list(raw.index)
-    np.testing.assert_allclose(out["iv"], today["prev_surface_iv"], atol=1e-9)  # the base level
+    np.testing.assert_allclose(out["iv"], today["prev_smile_iv"], atol=1e-9)  # the base level
     expected = black_price(today["forward"], today["strike"], today["t_years"], today["discount"],
                            out["iv"].to_numpy(), today["is_call"].astype(bool))  # fmt: skip
     np.testing.assert_allclose(out["price"], expected, rtol=1e-12)
-    given = predict_frame(raw.assign(prev_surface_iv=0.35), identity_booster, state, MODEL_FEATURES)
+    given = predict_frame(raw.assign(prev_smile_iv=0.35), identity_booster, state, MODEL_FEATURES)
     np.testing.assert_allclose(given["iv"], 0.35, atol=1e-9)
     assert (given["price"].to_numpy() > out["price"].to_numpy()).all()  # higher vol, higher price
-    floored = predict_frame(
-        raw.assign(prev_surface_iv=-1.0), identity_booster, state, MODEL_FEATURES
-    )
+    # no smile (null = unknown): the quadratic surface is the base
+    no_smile = raw.assign(prev_smile_iv=np.nan, prev_surface_iv=0.3)
+    np.testing.assert_allclose(predict_frame(no_smile, identity_booster, state, MODEL_FEATURES)["iv"],
+                               0.3, atol=1e-9)  # fmt: skip
+    floored = predict_frame(raw.assign(prev_smile_iv=-1.0), identity_booster, state, MODEL_FEATURES)
     assert (floored["iv"] == IV_FLOOR).all()
     assert predict_frame(raw.head(0), identity_booster, state, MODEL_FEATURES).empty
 
