@@ -112,7 +112,7 @@ bench: install ## Benchmarks quoted in the README (IV solver vs vollib; main wal
 bench-serving: install ## Pricing service vs mlflow models serve under wrk (needs make run + make promote, and wrk)
 	$(RUN) python -m benchmarks.serving
 
-bench-replay: install ## Replay wall time per simulated day (the default 60-day replay, ~10 min)
+bench-replay: install ## Replay wall time per simulated day (the default 60-day replay, ~14 min; ARGS=--peer adds a fault-free one)
 	$(RUN) python -m benchmarks.replay $(ARGS)
 
 clean: ## Remove everything the pipeline wrote (data, logs, reports, mlflow.db, artifacts)
