@@ -170,11 +170,9 @@ def reference_figures(mv, reference: pd.DataFrame) -> dict:
             "reference_source": "recomputed on the reference sample (no holdout metrics logged)"}  # fmt: skip
 
 
-def rmse_history(ctx: TaskContext, mv, days: int) -> list[float | None]:
-    """`rmse_change` of the last `days` days before the monitored one that this Production
-    version was monitored (their summaries), oldest first: the trigger's persistence window."""
-    if days < 1:
-        return []
+def earlier_summaries(ctx: TaskContext, mv) -> list[tuple[dt.date, dict]]:
+    """(day, summary) of the days before the monitored one on which this Production version was
+    monitored, oldest first: what the trigger's persistence window and backoff look back on."""
     found = []
     for path in sorted(summary_path(ctx).parent.glob("summary_*.json")):
         try:
@@ -183,28 +181,24 @@ def rmse_history(ctx: TaskContext, mv, days: int) -> list[float | None]:
         except (ValueError, OSError):
             continue
         if earlier and str((earlier.get("model") or {}).get("version")) == str(mv.version):
-            found.append(earlier.get("rmse_change"))
-    return found[-days:]
-
-
-def last_failed_gate(ctx: TaskContext, mv) -> dict | None:
-    """{date, version, days_ago} of the newest day before the monitored one on which this
-    Production version's monitor retrained a candidate that failed the gate (its summary), or
-    None: what the trigger's failed-gate backoff counts from."""
-    found = None
-    for path in sorted(summary_path(ctx).parent.glob("summary_*.json")):
-        try:
-            day = dt.datetime.strptime(path.stem.split("_")[-1], "%Y%m%d").date()
-            earlier = json.loads(path.read_text()) if day < ctx.date else None
-        except (ValueError, OSError):
-            continue
-        if not earlier or str((earlier.get("model") or {}).get("version")) != str(mv.version):
-            continue
-        retrain = earlier.get("retrain") or {}
-        if retrain.get("candidate_version") and (retrain.get("gate") or {}).get("passed") is False:
-            found = {"date": str(day), "version": retrain["candidate_version"],
-                     "days_ago": len(trading_days(day, ctx.date)) - 1}  # fmt: skip
+            found.append((day, earlier))
     return found
+
+
+def rmse_history(earlier: list[tuple[dt.date, dict]], days: int) -> list[float | None]:
+    """`rmse_change` of the last `days` of `earlier`: the trigger's persistence window."""
+    return [summary.get("rmse_change") for _, summary in earlier[-days:]] if days >= 1 else []
+
+
+def last_failed_gate(earlier: list[tuple[dt.date, dict]], today: dt.date) -> dict | None:
+    """{date, version, days_ago} of the newest of `earlier` on which the monitor retrained a
+    candidate that failed the gate, or None: what the trigger's failed-gate backoff counts from."""
+    for day, summary in reversed(earlier):
+        retrain = summary.get("retrain") or {}
+        if retrain.get("candidate_version") and (retrain.get("gate") or {}).get("passed") is False:
+            return {"date": str(day), "version": retrain["candidate_version"],
+                    "days_ago": len(trading_days(day, today)) - 1}  # fmt: skip
+    return None
 
 
 # -- the task ------------------------------------------------------------------------------------
@@ -244,8 +238,9 @@ def run(ctx: TaskContext) -> None:
     summary |= {k: summary["evidently"].pop(k) for k in ("drift_share", "drifted_count",
                                                           "drifted_columns", "drift_scores")}  # fmt: skip
     thresholds = Thresholds.from_config(cfg)
-    summary["rmse_history"] = rmse_history(ctx, mv, thresholds.window_days - 1)
-    summary["last_failed_gate"] = last_failed_gate(ctx, mv)
+    earlier = earlier_summaries(ctx, mv)
+    summary["rmse_history"] = rmse_history(earlier, thresholds.window_days - 1)
+    summary["last_failed_gate"] = last_failed_gate(earlier, ctx.date)
     trained_through = max(holdout_dates(mv))
     summary["trained_through"] = str(trained_through)
     summary["days_since_training"] = len(trading_days(trained_through, ctx.date)) - 1
