@@ -46,6 +46,7 @@ class Artifacts:
         self.logs_dir = Path(paths.logs)
         self.reports_dir = Path(paths.reports)
         self.checkpoints_dir = Path(paths.checkpoints)
+        self.state_dir = Path(paths.state)
         self.ext = data_format
 
     def raw_quotes(self, date: dt.date) -> Path:
@@ -72,6 +73,10 @@ class Artifacts:
     def spots(self, date: dt.date) -> Path:
         """The day's spot per underlying (validated quotes), feature_engineer's spot history."""
         return self.processed_dir / f"spots_{stamp(date)}.{self.ext}"
+
+    def market_state(self, date: dt.date) -> Path:
+        """The day's market state (pipeline.market_state), published by feature_engineer."""
+        return self.state_dir / f"market_state_{stamp(date)}.json"
 
     def train_summary(self, date: dt.date) -> Path:
         """model_train's summary of one training (split, figures, model URI and version)."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from pipeline.market_state import ATM_BAND, MONEYNESS_CLASSES, moneyness_class
 from pipeline.quant.black_scholes import black_price
 from pipeline.quant.checks import run_checks
 
@@ -217,16 +218,26 @@ def bsm_from_iv(frame: pd.DataFrame, iv) -> np.ndarray:
     return black_price(*geometry, np.asarray(iv, float), frame["is_call"].astype(bool))
 
 
+def _smile_base(holdout: pd.DataFrame) -> pd.Series:
+    surface = holdout["prev_surface_iv"].astype(float)
+    return (
+        holdout["prev_smile_iv"].astype(float).fillna(surface)
+        if "prev_smile_iv" in holdout
+        else surface
+    )
+
+
 def baseline_predictions(holdout: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The two baselines, from yesterday's information only (no same-day IV or mid):
     - baseline_hist_vol: IV = the underlying's 20-day realised vol (rv_20d);
     - baseline_prev_iv: IV = the contract's previous-day IV (prev_iv), or yesterday's fitted
-      surface at its moneyness/maturity (prev_surface_iv) when the contract is new.
+      smile re-read at today's moneyness (prev_smile_iv, else the quadratic prev_surface_iv) when
+      the contract is new: the random walk in IV, the honest 1-day baseline.
     IVs are clipped to [1%, 500%]; prices are Black with that IV."""
     out = {}
     for name, iv in (
         ("baseline_hist_vol", holdout["rv_20d"]),
-        ("baseline_prev_iv", holdout["prev_iv"].fillna(holdout["prev_surface_iv"])),
+        ("baseline_prev_iv", holdout["prev_iv"].fillna(_smile_base(holdout))),
     ):
         iv = iv.astype(float).clip(IV_FLOOR, IV_CAP).to_numpy()
         out[name] = pd.DataFrame({"iv": iv, "price": bsm_from_iv(holdout, iv)})
@@ -270,7 +281,10 @@ def summarise(
     wide = _widen(h, predictions)
     pred_cols = [c for c in wide.columns if c.startswith(("iv__", "price__"))]
     finite = np.isfinite(wide[["iv", "mid", *pred_cols]].astype(float)).all(axis=1)
-    scored = wide[finite].reset_index(drop=True)
+    every_row = wide[finite].reset_index(drop=True)
+    classes = _classes(every_row)
+    # the headline (and the gate): informative quotes, OTM + ATM (pipeline.market_state)
+    scored = every_row[classes != "ITM"].reset_index(drop=True)
     day_codes, days = pd.factorize(pd.to_datetime(scored["quote_date"]).dt.normalize())
     by_day = {n: _predictor_stats(scored, n, min_mid, day_codes, len(days)) for n in names}
     every_day = np.ones(len(days))
@@ -278,7 +292,21 @@ def summarise(
         {n: {k: float(v) for k, v in metrics_from_stats(s, every_day).items()}
          for n, s in by_day.items()}
     )  # fmt: skip
-    ci = _bootstrap_ci(by_day, int(cfg.bootstrap_samples), float(cfg.confidence), seed)
+    min_days = int(getattr(cfg, "min_bootstrap_days", 0) or 0)
+    unit = "date"
+    groups = by_day
+    if len(days) < min_days:  # too few dates to resample: (date, underlying) groups instead
+        unit = "date x underlying"
+        keys = (
+            pd.to_datetime(scored["quote_date"]).dt.strftime("%Y-%m-%d")
+            + "|"
+            + scored["underlying"].astype(str)
+        )
+        codes, uniq = pd.factorize(keys)
+        groups = {n: _predictor_stats(scored, n, min_mid, codes, len(uniq)) for n in names}
+    ci = _bootstrap_ci(groups, int(cfg.bootstrap_samples), float(cfg.confidence), seed)
+    per_day = _per_day(by_day, days)
+    scopes = _scopes(every_row, classes, names, min_mid)
     buckets = bucket_codes(scored)
     tables = [_bucket_rows(_predictor_stats(scored, n, min_mid, buckets, N_BUCKETS)).assign(model=n)
               for n in names]  # fmt: skip
@@ -290,18 +318,87 @@ def summarise(
     dates = sorted(str(d.date()) for d in pd.to_datetime(h["quote_date"]).dt.normalize().unique())
     return _json_safe({
         "holdout": {"start": dates[0] if dates else None, "end": dates[-1] if dates else None,
-                    "days": len(dates), "dates": dates, "rows": len(h), "rows_scored": int(finite.sum())},
+                    "days": len(dates), "dates": dates, "rows": len(h), "rows_scored": len(scored),
+                    "rows_finite": int(finite.sum())},
         "config": {"min_mid_for_mape": min_mid, "bootstrap_samples": int(cfg.bootstrap_samples),
-                   "confidence": float(cfg.confidence), "seed": seed},
+                   "confidence": float(cfg.confidence), "seed": seed, "bootstrap_unit": unit,
+                   "headline_rows": "informative: OTM + ATM (|ln(K/F)|/sqrt(T) <= "
+                                    f"{ATM_BAND} is ATM); ITM and all rows under `scopes`"},
         "coverage": {n: float(np.isfinite(_pred(wide, n)).all(axis=1).mean()) if len(h) else 0.0
                      for n in names},
         "metrics": metrics,
         "ci": ci,
+        "days": per_day,
+        "scopes": scopes,
         "buckets": pd.concat(tables, ignore_index=True).to_dict(orient="records"),
         "bucket_edges": {"std_moneyness": list(MONEYNESS_LABELS), "t_years": list(MATURITY_LABELS)},
         "quant": {src: {k: c.summary() for k, c in run_checks(h, prices).items()}
                   for src, prices in quant_prices.items()},
     })  # fmt: skip
+
+
+SPREAD_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, np.inf)  # quoted spread in vol: 0.5, 1, 2, 5 points
+SPREAD_LABELS = ("<=0.5", "0.5-1", "1-2", "2-5", ">5")  # vol points
+
+
+def _classes(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's moneyness class (the feature table's, else computed from its geometry)."""
+    if "moneyness_class" in frame:
+        return frame["moneyness_class"].astype(str).to_numpy()
+    return moneyness_class(frame["std_moneyness"], frame["is_call"]).astype(str)
+
+
+def spread_codes(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's spread-in-vol bucket (SPREAD_LABELS; -1 where spread_iv is unknown)."""
+    if "spread_iv" not in frame:
+        return np.full(len(frame), -1, np.intp)
+    codes = pd.cut(frame["spread_iv"].astype(float), SPREAD_EDGES, labels=False, right=True)
+    codes = codes.to_numpy(float)
+    return np.where(np.isfinite(codes), codes, -1).astype(np.intp)
+
+
+def _scopes(rows: pd.DataFrame, classes: np.ndarray, names: list[str], min_mid: float) -> dict:
+    """{scope: {model: metrics}} for every scored row ("all"), each moneyness class, OTM+ATM,
+    and each spread-in-vol bucket ("spread <=0.5" ...), with the skills vs the baselines."""
+    labels = ["all", "OTM+ATM", *MONEYNESS_CLASSES, *(f"spread {s}" for s in SPREAD_LABELS)]
+    cls = pd.Categorical(classes, categories=MONEYNESS_CLASSES).codes.astype(np.intp)
+    spread = spread_codes(rows)
+    # weight rows per scope: one group per row set, as (scope × row) membership
+    member = np.zeros((len(labels), len(rows)))
+    member[0] = 1.0
+    member[1] = classes != "ITM"
+    for i in range(len(MONEYNESS_CLASSES)):
+        member[2 + i] = cls == i
+    for i in range(len(SPREAD_LABELS)):
+        member[2 + len(MONEYNESS_CLASSES) + i] = spread == i
+    out: dict[str, dict] = {}
+    for j, label in enumerate(labels):
+        pick = member[j] > 0
+        if not pick.any():
+            continue
+        sub = rows[pick]
+        res = {n: {k: float(v) for k, v in metrics_from_stats(
+            _predictor_stats(sub, n, min_mid, None, 1), np.ones(1)).items()} for n in names}  # fmt: skip
+        out[label] = with_skills(res)
+    return out
+
+
+def _per_day(by_day: dict[str, dict], days) -> list[dict]:
+    """Per holdout day: each model's IV RMSE (informative rows) and its ratio to the
+    previous-day-IV baseline's (the goal: no day above 1.5)."""
+    per = {n: metrics_from_stats(s, np.eye(len(days))) for n, s in by_day.items()}
+    rows = []
+    for i, day in enumerate(days):
+        row = {"date": str(pd.Timestamp(day).date()), "n": float(per[next(iter(per))]["n"][i])}
+        for n, m in per.items():
+            row[f"{n}.iv_rmse"] = float(m["iv_rmse"][i])
+            row[f"{n}.inside_spread_share"] = float(m["inside_spread_share"][i])
+        base = row.get("baseline_prev_iv.iv_rmse")
+        for n in per:
+            if n not in BASELINES and base:
+                row[f"{n}.ratio_to_prev_iv"] = row[f"{n}.iv_rmse"] / base
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["date"])
 
 
 def _predictor_stats(wide: pd.DataFrame, name: str, min_mid: float, codes, n_groups: int):

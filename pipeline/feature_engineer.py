@@ -1,9 +1,13 @@
 """feature_engineer: validated quotes → `data/processed/features_YYYYMMDD.<ext>`.
 
 Per contract: time to expiry, forward, log-moneyness k = ln(K/F), standardised moneyness k/√T,
-√T, vol-time (20-day realised vol × √T), mid, spread, call/put flag, the underlying's realised
-vols, the market mid implied vol (the model's target, from our vectorised solver, NaN + reason
-where no vol exists) and lagged surface features from the previous trading day's features file.
+√T, mid, spread, the spread in vol terms (spread / vega), call/put flag, moneyness class (OTM /
+ATM / ITM: pipeline.market_state), the market mid implied vol (the model's target, from our
+vectorised solver, NaN + reason where no vol exists), and the market-state features of the last
+trading day before it (realised vols, yesterday's SSVI smile and surface at this contract, the
+contract's own IV yesterday, the spot's move since: pipeline.market_state.state_features), read
+from the state that day's feature_engineer published, exactly as the pricing service reads it.
+Then the day's own state is fitted and published: `data/state/market_state_YYYYMMDD.json`.
 The same-day IV is only ever the target: every feature is known before today's option mids.
 Realised vols read the spot history from data_validate's small per-day spot summaries
 (`data/processed/spots_YYYYMMDD.<ext>`), or a day's validated quotes where no summary exists.
@@ -20,6 +24,15 @@ import pandas as pd
 from pipeline.artifacts import read_frame, write_frame, write_json
 from pipeline.errors import DataError
 from pipeline.market.calendar import shift_trading_days
+from pipeline.market_state import (
+    MarketState,
+    StateStore,
+    StateUnavailable,
+    informative,
+    moneyness_class,
+    state_features,
+    state_path,
+)
 from pipeline.quant.black_scholes import black_vega
 from pipeline.quant.implied_vol import implied_vol
 from pipeline.runtime import TaskContext, TaskSpec, execute
@@ -41,6 +54,8 @@ MODEL_FEATURES = (  # what a model may read; `iv` is the target, never a feature
     "prev_atm_iv",
     "prev_skew",
     "prev_smile_iv",
+    "prev_smile_iv_strike",
+    "spot_return",
 )
 
 
@@ -87,15 +102,21 @@ def market_iv(geometry: pd.DataFrame, min_vega: float) -> pd.DataFrame:
     )
     solved = implied_vol(mid, fwd, strike, t, disc, g["is_call"].to_numpy().astype(bool))
     vega_point = 0.01 * black_vega(fwd, strike, t, disc, solved.iv)  # price per vol point
-    return g.assign(
+    spread = g["ask"] - g["bid"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread_iv = np.where(vega_point > 0, 0.01 * spread.to_numpy(float) / vega_point, np.nan)
+    out = g.assign(
         mid=mid,
-        spread=g["ask"] - g["bid"],
-        rel_spread=(g["ask"] - g["bid"]) / mid,
+        spread=spread,
+        rel_spread=spread / mid,
+        spread_iv=spread_iv,  # the quoted spread in vol (0.01 = 1 vol point)
         iv=solved.iv,
         iv_reason=solved.reason,
         vega_point=vega_point,
         iv_reliable=(solved.reason == "ok") & (vega_point >= min_vega),
+        moneyness_class=moneyness_class(g["std_moneyness"], g["is_call"]),
     )
+    return out.assign(informative=informative(out))
 
 
 def contract_features(quotes: pd.DataFrame, market, min_vega: float) -> pd.DataFrame:
@@ -120,105 +141,21 @@ def realised_vols(spots: pd.DataFrame, date: dt.date, windows, min_periods: int)
     return pd.DataFrame(cols).rename_axis("underlying").reset_index()
 
 
-def _surface_design(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    x = np.clip(x, -3.0, 3.0)
-    return np.column_stack([np.ones_like(x), x, x * x, s, s * x, s * s])
-
-
-def _smile_design(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    x = np.clip(x, -3.0, 3.0)
-    x2 = x * x
-    return np.column_stack([np.ones_like(x), x, x2, x2 * x, x2 * x2, s, s * x, s * x2, s * s,
-                            s * s * x])  # fmt: skip
-
-
-SURFACE_COEFS = ("c0", "c_x", "c_xx", "c_s", "c_sx", "c_ss")
-SMILE_COEFS = ("m0", "m_x", "m_xx", "m_xxx", "m_xxxx", "m_s", "m_sx", "m_sxx", "m_ss", "m_ssx")
-MIN_SURFACE_QUOTES, MIN_SMILE_QUOTES = 12, 30
-
-
-def fit_surfaces(features: pd.DataFrame | None) -> pd.DataFrame:
-    """Per underlying, least squares of reliable IVs, x = k/√T, s = √T, twice:
-    - the surface (SURFACE_COEFS) on (1, x, x², s, s·x, s²) (Dumas-Fleming-Whaley style), with at
-      least 12 usable quotes: prev_surface_iv, prev_atm_iv, prev_skew;
-    - the smile (SMILE_COEFS), adding x³, x⁴, s·x², s²·x, with at least 30: prev_smile_iv, the
-      level the model corrects. The quadratic misses the synthetic market's smile by ~0.018 vol
-      RMSE on a calm day, the smile by ~0.008; a booster correcting the quadratic learns its misfit
-      at the vol levels it saw, and after a variance shock fell behind the previous-day-IV
-      baseline, where one correcting the smile stayed ahead (README, market replay).
-    One row per underlying with enough quotes for the surface (smile NaN below its minimum)."""
-    rows = []
-    if features is not None and not features.empty:
-        usable = features[features["iv_reliable"].astype(bool)]
-        for underlying, grp in usable.groupby("underlying"):
-            if len(grp) < MIN_SURFACE_QUOTES:
-                continue
-            x, s, iv = (
-                grp["std_moneyness"].to_numpy(),
-                grp["sqrt_t"].to_numpy(),
-                grp["iv"].to_numpy(),
-            )
-            coef, *_ = np.linalg.lstsq(_surface_design(x, s), iv, rcond=None)
-            smile = np.full(len(SMILE_COEFS), np.nan)
-            if len(grp) >= MIN_SMILE_QUOTES:
-                smile, *_ = np.linalg.lstsq(_smile_design(x, s), iv, rcond=None)
-            rows.append({"underlying": underlying, **dict(zip(SURFACE_COEFS, coef, strict=True)),
-                         **dict(zip(SMILE_COEFS, smile, strict=True))})  # fmt: skip
-    return pd.DataFrame(rows, columns=["underlying", *SURFACE_COEFS, *SMILE_COEFS])
-
-
-def contract_ivs(features: pd.DataFrame | None) -> pd.Series:
-    """option → reliable IV of a day's features (the 'previous day' of the next day)."""
-    if features is None or features.empty:
-        return pd.Series(dtype=float)
-    usable = features[features["iv_reliable"].astype(bool)].drop_duplicates("option")
-    return usable.set_index("option")["iv"]
-
-
-def state_features(
-    geometry: pd.DataFrame, realised: pd.DataFrame, surfaces: pd.DataFrame, prev_iv: pd.Series
-) -> pd.DataFrame:
-    """Market-state features for contracts: the underlying's realised vols and yesterday's surface
-    (same contract's IV where it traded, the fitted surface at this contract, its ATM level and
-    skew). The same function serves training (state from files) and pricing (state snapshot)."""
-    g = geometry
-    out = pd.DataFrame(index=g.index)
-    rv = g[["underlying"]].merge(realised, on="underlying", how="left").set_index(g.index)
-    for col in [c for c in realised.columns if c.startswith("rv_")]:
-        out[col] = rv[col]
-    out["vol_time"] = out.get("rv_20d", np.nan) * g["sqrt_t"]
-    out["prev_iv"] = g["option"].map(prev_iv) if "option" in g else np.nan
-    coefs = g[["underlying"]].merge(surfaces, on="underlying", how="left").set_index(g.index)
-    c = coefs[list(SURFACE_COEFS)].to_numpy(float)
-    x, s = g["std_moneyness"].to_numpy(float), g["sqrt_t"].to_numpy(float)
-    out["prev_surface_iv"] = np.einsum("ij,ij->i", _surface_design(x, s), c)
-    out["prev_atm_iv"] = np.einsum("ij,ij->i", _surface_design(np.zeros_like(s), s), c)
-    out["prev_skew"] = c[:, 1] + c[:, 4] * s  # d iv / d (k/√T) at the money
-    m = coefs[list(SMILE_COEFS)].to_numpy(float)
-    out["prev_smile_iv"] = np.einsum("ij,ij->i", _smile_design(x, s), m)
-    return out
-
-
-def lagged_features(today: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
-    """Yesterday's IVs at today's contracts (see state_features), with no realised-vol state."""
-    cols = ["prev_iv", "prev_surface_iv", "prev_atm_iv", "prev_skew", "prev_smile_iv"]
-    empty_rv = pd.DataFrame({"underlying": pd.Series(dtype=object)})
-    return state_features(today, empty_rv, fit_surfaces(previous), contract_ivs(previous))[cols]
-
-
 def build_features(
     quotes: pd.DataFrame,
     spots: pd.DataFrame,
-    previous: pd.DataFrame | None,
+    previous: MarketState | None,
     date: dt.date,
     market,
     cfg,
-) -> pd.DataFrame:
-    """The task's pure core: today's validated quotes + spot history + yesterday's features."""
+) -> tuple[pd.DataFrame, MarketState]:
+    """The task's pure core: today's validated quotes + spot history + the previous trading
+    day's state → (today's features, today's state)."""
     feats = contract_features(quotes, market, cfg.min_vega)
+    state = state_features(feats, previous)
+    feats = pd.concat([feats, state], axis=1)
     rv = realised_vols(spots, date, cfg.realised_vol_windows, cfg.realised_vol_min_periods)
-    state = state_features(feats, rv, fit_surfaces(previous), contract_ivs(previous))
-    return pd.concat([feats, state], axis=1)
+    return feats, MarketState.from_day(feats, rv, market, date)
 
 
 def distribution_stats(feats: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -226,10 +163,6 @@ def distribution_stats(feats: pd.DataFrame) -> dict[str, dict[str, float]]:
     desc = num.describe(percentiles=[0.05, 0.5, 0.95]).T
     desc["null_rate"] = num.isna().mean()
     return {c: {k: round(float(v), 6) for k, v in row.items()} for c, row in desc.iterrows()}
-
-
-# the columns of the previous day's features that `fit_surfaces` and `contract_ivs` read
-PREVIOUS_DAY_COLUMNS = ["underlying", "option", "iv", "iv_reliable", "std_moneyness", "sqrt_t"]
 
 
 def _history_dates(ctx: TaskContext) -> list[dt.date]:
@@ -249,12 +182,29 @@ def _history_paths(ctx: TaskContext) -> list[Path]:
     return paths
 
 
-def _previous_features(ctx: TaskContext) -> Path | None:
-    for i in range(1, ctx.task_cfg.previous_day_lookback + 1):
-        path = ctx.artifacts.features(shift_trading_days(ctx.date, -i))
+def previous_state_store(ctx: TaskContext) -> StateStore:
+    """The published states, looked up as the service does, at most previous_day_lookback
+    trading days old."""
+    return StateStore(ctx.artifacts.state_dir, int(ctx.task_cfg.previous_day_lookback))
+
+
+def _previous_state(ctx: TaskContext) -> tuple[MarketState | None, str]:
+    """(the state of the last trading day before the date, or None; what was found, in words)."""
+    try:
+        state = previous_state_store(ctx).lookup(ctx.date)
+    except StateUnavailable as exc:
+        return None, str(exc)
+    return state, f"market state of {state.as_of}"
+
+
+def _previous_state_path(ctx: TaskContext) -> list[Path]:
+    """The previous state's file (an input of the checkpoint: a re-published state re-runs)."""
+    store = previous_state_store(ctx)
+    for age in range(store.max_age_days):
+        path = state_path(store.folder, shift_trading_days(ctx.date, -(age + 1)))
         if path.exists():
-            return path
-    return None
+            return [path]
+    return []
 
 
 def run(ctx: TaskContext) -> None:
@@ -273,26 +223,36 @@ def run(ctx: TaskContext) -> None:
     # `realised_vols` takes one spot per day and underlying: today's, summarised like the history
     spots = pd.concat([read_spots(history), spot_summary(quotes)], ignore_index=True)
     spots = spots.assign(date=pd.to_datetime(spots["quote_date"]).dt.normalize())
-    prev_path = _previous_features(ctx)
-    # yesterday's features feed only `fit_surfaces` and `contract_ivs`: read just their columns
-    previous = read_frame(prev_path, PREVIOUS_DAY_COLUMNS) if prev_path else None
-    feats = build_features(quotes, spots, previous, ctx.date, ctx.cfg.market, cfg)
+    previous, found = _previous_state(ctx)
+    feats, state = build_features(quotes, spots, previous, ctx.date, ctx.cfg.market, cfg)
     write_frame(feats, ctx.artifacts.features(ctx.date))
+    ctx.reports.append(state.save(ctx.artifacts.market_state(ctx.date)))
     stats = distribution_stats(feats)
     stats_path = write_json(
-        stats, ctx.artifacts.reports_dir / "features" / f"feature_stats_{ctx.date:%Y%m%d}.json"
+        {**stats, "smile": {"slices": len(state.smiles), "fallbacks": list(state.fallbacks)}},
+        ctx.artifacts.reports_dir / "features" / f"feature_stats_{ctx.date:%Y%m%d}.json",
     )
     ctx.reports.append(stats_path)
     reasons = feats["iv_reason"].value_counts().to_dict()
     ctx.log.info(
-        "features created: %d rows x %d columns; history days %d; previous day %s",
+        "features created: %d rows x %d columns; history days %d; state features from: %s",
         len(feats),
         feats.shape[1],
         len(history),
-        prev_path.name if prev_path else "none",
+        found,
     )
+    classes = feats.loc[feats["iv_reliable"].astype(bool), "moneyness_class"].value_counts()
+    ctx.log.info("reliable quotes by moneyness: %s; informative (OTM+ATM) %d",
+                 classes.to_dict(), int(feats["informative"].sum()))  # fmt: skip
+    ctx.log.info("market state %s published: %d smile slices for %d underlyings",
+                 state.as_of, len(state.smiles), state.smiles["underlying"].nunique())  # fmt: skip
+    for fb in state.fallbacks:
+        ctx.log.warning("smile fallback: %s", fb)
+    ctx.metric("smile_slices", len(state.smiles))
+    ctx.metric("smile_fallbacks", len(state.fallbacks))
+    ctx.metric("informative_share", float(feats["informative"].mean()) if len(feats) else 0.0)
     ctx.log.info("implied vol: %s; reliable %d", reasons, int(feats["iv_reliable"].sum()))
-    for col in ("iv", "rv_20d", "std_moneyness", "prev_iv", "prev_surface_iv"):
+    for col in ("iv", "rv_20d", "std_moneyness", "prev_iv", "prev_surface_iv", "prev_smile_iv"):
         s = stats[col]
         ctx.log.info(
             "%-16s mean %.4f std %.4f p5 %.4f p95 %.4f null %.3f",
@@ -316,9 +276,9 @@ SPEC = TaskSpec(
     inputs=lambda ctx: (
         [p for p in [ctx.artifacts.validated_quotes(ctx.date)] if p.exists()]
         + _history_paths(ctx)
-        + [p for p in [_previous_features(ctx)] if p]
+        + _previous_state_path(ctx)
     ),
-    outputs=lambda ctx: [ctx.artifacts.features(ctx.date)],
+    outputs=lambda ctx: [ctx.artifacts.features(ctx.date), ctx.artifacts.market_state(ctx.date)],
 )
 
 

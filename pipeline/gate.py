@@ -1,10 +1,13 @@
 """The deployment gate: a pure function of the evaluation summary and the thresholds in config.
 
+Every figure is on the holdout's informative quotes (OTM + ATM; pipeline.market_state).
 Rules (the candidate fails on any of them; the reasons are sentences with the figures):
 1. it must have been scored (a finite IV RMSE on at least one holdout row);
 2. with a Production model: candidate IV RMSE ≤ Production's × (1 + production_margin)
    (exactly at the limit passes);
-3. candidate IV RMSE ≤ the best (lowest) baseline's IV RMSE;
+3. candidate IV RMSE ≤ the best (lowest) baseline's IV RMSE, and the lower bound of its skill CI
+   vs that baseline (1 − RMSE / baseline RMSE, bootstrap over dates, or (date, underlying)
+   groups on a short holdout) above `min_skill_lower_bound` (default 0): evidence, not a point;
 4. quant checks on its prices: share of put-call parity breaches ≤ parity_tolerance, of
    strike-monotonicity and of convexity breaches each ≤ monotonic_tolerance, of prices outside
    the no-arbitrage bounds ≤ bounds_tolerance (missing checks fail). Parity and strike-shape
@@ -44,6 +47,28 @@ def _vp(iv: float) -> str:
 
 def _worse(value: float, limit: float) -> bool:
     return value > limit and not math.isclose(value, limit, rel_tol=REL_EPS)
+
+
+def _skill_evidence(summary: dict, best: str, cfg) -> tuple[bool, str, float | None]:
+    """(fails, words, lower bound): the lower bound of the candidate's IV-RMSE skill CI vs the best baseline
+    must be above model_evaluate.min_skill_lower_bound (a point estimate is not evidence)."""
+    floor = float(cfg.get("min_skill_lower_bound", 0.0) if hasattr(cfg, "get") else
+                  getattr(cfg, "min_skill_lower_bound", 0.0))  # fmt: skip
+    conf = (summary.get("config") or {}).get("confidence")
+    unit = (summary.get("config") or {}).get("bootstrap_unit", "date")
+    low, high = ((summary.get("ci") or {}).get("candidate") or {}).get(
+        f"iv_skill_vs_{best}", [None, None]
+    )
+    if low is None or not math.isfinite(low):
+        return True, (f"no confidence interval for the candidate's skill vs {best} (too few "
+                      f"holdout rows or days to bootstrap): no evidence it beats the baseline"), None  # fmt: skip
+    words = (
+        f"{conf:.0%} CI" if conf else "CI"
+    ) + f" of the IV skill vs {best} [{low:+.1%}, {high:+.1%}] "
+    words += f"(bootstrap over {unit})"
+    if low > floor:
+        return False, f"{words}: lower bound above the required {floor:+.1%}", low
+    return True, f"{words}: lower bound not above the required {floor:+.1%} (skill not shown)", low
 
 
 def gate_verdict(summary: dict, cfg) -> Verdict:
@@ -93,6 +118,10 @@ def gate_verdict(summary: dict, cfg) -> Verdict:
             f"({_vp(base[best])}; skill {skill:+.1%})"
         )
         (fails if _worse(cand, base[best]) else passes).append(text)
+        fails_ci, text, low = _skill_evidence(summary, best, cfg)
+        (fails if fails_ci else passes).append(text)
+        if low is not None and math.isfinite(low):
+            figures["skill_ci_low"] = low
 
     quant = (summary.get("quant") or {}).get("candidate") or {}
     for check, key, words in QUANT_RULES:

@@ -26,6 +26,8 @@ from pipeline.evaluation import baseline_predictions, summarise
 from pipeline.evaluation_report import log_summary, plot_comparison
 from pipeline.gate import gate_verdict
 from pipeline.market.calendar import trading_days
+from pipeline.model import packaging
+from pipeline.model.pricer import ContractError
 from pipeline.model_train import read_features
 from pipeline.registry import Registry
 from pipeline.runtime import TaskContext, TaskSpec, execute, parse_date
@@ -74,14 +76,15 @@ def load_holdout(paths: list[Path]) -> pd.DataFrame:
     return pd.concat([f[f["iv_reliable"].astype(bool)] for f in frames], ignore_index=True)
 
 
-def predict(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """(iv, price) of a registered pyfunc model for each row of the feature table `frame`."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    schema = model.metadata.get_input_schema()
-    if schema is not None:  # only the signature's columns: MLflow warns about any extra input
-        frame = frame[[c for c in schema.input_names() if c in frame.columns]]
-    out = model.predict(frame)
-    out = pd.DataFrame(out)
+def predict(model_uri: str, frame: pd.DataFrame, ctx: TaskContext) -> pd.DataFrame:
+    """(iv, price) of a registered pyfunc model for each row of the feature table `frame`, priced
+    as the service prices: raw contract fields in, each day's published market state."""
+    serving = ctx.cfg.serving
+    model = packaging.served_model(model_uri, ctx.artifacts.state_dir, serving.max_state_age_days)
+    try:
+        out = pd.DataFrame(model.predict(packaging.served_inputs(frame)))
+    except ContractError as exc:
+        raise DataError(f"{model_uri} could not price the holdout as the service would: {exc}") from None
     missing = {"iv", "price"} - set(out.columns)
     if missing or len(out) != len(frame):
         raise DataError(
@@ -114,9 +117,9 @@ def run(ctx: TaskContext) -> None:
         f"v{production.version}" if production else "none",
     )
     # pinned versions (not the moving aliases), so the scores belong to what upstream() keyed
-    predictions = {"candidate": predict(f"models:/{name}/{candidate.version}", holdout)}
+    predictions = {"candidate": predict(f"models:/{name}/{candidate.version}", holdout, ctx)}
     if production is not None:
-        predictions["production"] = predict(f"models:/{name}/{production.version}", holdout)
+        predictions["production"] = predict(f"models:/{name}/{production.version}", holdout, ctx)
     predictions |= baseline_predictions(holdout)
     summary = summarise(holdout, predictions, cfg, seed=int(ctx.cfg.seed))
     summary["models"] = {

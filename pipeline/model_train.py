@@ -31,8 +31,8 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.evaluation import baseline_predictions, regression_metrics
 from pipeline.feature_engineer import MODEL_FEATURES
 from pipeline.market.calendar import shift_trading_days, trading_days
+from pipeline.market_state import MarketState, StateStore, informative
 from pipeline.model import packaging, plots, tracking
-from pipeline.model.market_state import MarketState
 from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, predict_frame
 from pipeline.model.training import (
     Split,
@@ -47,7 +47,8 @@ from pipeline.runtime import TaskContext, TaskSpec, execute
 
 __all__ = ["SPEC", "main", "read_features", "train_model"]
 READ_COLUMNS = list(dict.fromkeys([*CONTRACT_COLUMNS, *OPTIONAL_COLUMNS, *MODEL_FEATURES, "iv",
-                                   "iv_reliable", "bid", "ask", "mid", "forward", "discount"]))  # fmt: skip
+                                   "iv_reliable", "bid", "ask", "mid", "forward", "discount",
+                                   "spread_iv", "moneyness_class"]))  # fmt: skip
 MIN_MID_FOR_MAPE = 0.10  # DOMAIN.md: MAPE on mids of at least 10 cents
 PLOTS = ("learning_curve", "feature_importance", "pred_vs_actual", "residual_buckets")
 
@@ -132,8 +133,9 @@ def _figures(booster, evals: dict, holdout: pd.DataFrame, pred: pd.DataFrame) ->
 def _publish(ctx, booster, state, features, holdout, split: Split, tags: dict):
     """Log the model, check it holds no pickle, register it (model_train.register) → (ModelInfo,
     version or None)."""
-    info = packaging.log_pricer(booster, state, features, packaging.input_example(holdout),
-                                meta_extra={"split": split.tags()})  # fmt: skip
+    info = packaging.log_pricer(booster, state, features, packaging.input_example(holdout, state),
+                                meta_extra={"split": split.tags()},
+                                max_state_age_days=int(ctx.cfg.serving.max_state_age_days))  # fmt: skip
     tracking.check_no_pickle(info.model_uri)
     if not ctx.task_cfg.register:
         return info, None
@@ -172,13 +174,19 @@ def run(ctx: TaskContext) -> None:
     started = time.perf_counter()
     booster, evals, split = train_model(frames, cfg)
     ctx.metric("train_seconds", time.perf_counter() - started)
-    # the freshest state (the window's last day) serves prices after it; the holdout below
-    # passes each day's own state columns, so the snapshot cannot leak into its scores
+    # the freshest state (the window's last day) is bundled with the model; the holdout is
+    # priced as the service prices, each day with the state published the trading day before
     last = split.holdout[-1]
-    state = MarketState.from_features(frames[last], ctx.cfg.market, last)
+    state_file = ctx.artifacts.market_state(last)
+    if not state_file.exists():
+        raise DataError(f"no market state for {last}: {state_file} is missing (feature_engineer "
+                        "publishes it; re-run it for that day)")  # fmt: skip
+    state = MarketState.load(state_file)
+    store = StateStore(ctx.artifacts.state_dir, int(ctx.cfg.feature_engineer.previous_day_lookback))
     holdout = pd.concat([frames[d] for d in split.holdout], ignore_index=True)
-    holdout = holdout[holdout["iv_reliable"].astype(bool)].reset_index(drop=True)
-    pred = predict_frame(holdout, booster, state, features)  # the serving path
+    # the headline rows (and the monitor's reference): informative quotes, OTM + ATM
+    holdout = holdout[informative(holdout)].reset_index(drop=True)
+    pred = predict_frame(holdout, booster, store, features)  # the serving path
     figures = _figures(booster, evals, holdout, pred)
     for key, value in figures.items():
         if np.isfinite(value):

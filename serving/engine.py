@@ -27,7 +27,7 @@ from serving.model_holder import (
     Reloaded,
     self_check,
 )
-from serving.pricing import check_underlyings, contracts_frame, predict
+from serving.pricing import contracts_frame, predict
 from serving.schemas import Contract
 
 
@@ -84,9 +84,10 @@ class PricingEngine:
     async def price(self, contracts: Sequence[Contract]) -> Priced:
         """Price validated contracts with the model served now; it keeps pricing them even if a
         reload swaps in another meanwhile. Raises NotLoaded, or Rejection (422) for contracts
-        the model cannot price (an underlying it has no market state for)."""
+        the model cannot price: a quote date without a recent enough market state, an underlying
+        that state has no data for (a merged batch that fails is re-priced request by request,
+        so one request's refusal is its own)."""
         model = self.model()
-        check_underlyings(contracts, model.underlyings)
         iv, price = await self.batcher.price(model, contracts)
         return Priced(model.version, iv, price)
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from serving.errors import ReloadFailed, SelfCheckFailed
-from serving.pricing import FIELDS, Pricer, check_underlyings, contracts_frame, predict
+from serving.pricing import FIELDS, Pricer, contracts_frame, predict
 from serving.schemas import Rejection, parse_price_request
 
 log = logging.getLogger("serving.model")
@@ -96,12 +96,23 @@ class RegistrySource:
     `tracking_uri` (resolve first, then load that exact version: a promotion between the two
     calls cannot mix versions up)."""
 
-    def __init__(self, tracking_uri: str, model_name: str, alias: str):
+    def __init__(
+        self,
+        tracking_uri: str,
+        model_name: str,
+        alias: str,
+        state_dir: str | None = None,
+        max_state_age_days: int = 2,
+    ):
         import mlflow
 
         from pipeline.registry import Registry
 
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
+        # each contract is priced with the daily market state before its quote date (a new day's
+        # state is read when it appears: no reload needed); see pipeline.model.pyfunc_model
+        self.model_config = {"state_dir": str(state_dir or ""),
+                             "max_state_age_days": int(max_state_age_days)}  # fmt: skip
         mlflow.set_tracking_uri(tracking_uri)  # pyfunc.load_model resolves models:/ through it
         self._registry = Registry(model_name, mlflow.MlflowClient(tracking_uri))
 
@@ -117,7 +128,7 @@ class RegistrySource:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # MLflow's notices about the loaded model's env
-                model = mlflow.pyfunc.load_model(uri)
+                model = mlflow.pyfunc.load_model(uri, model_config=self.model_config)
         finally:
             # MLflow prepends the model's copy of `pipeline` to sys.path on every load; this
             # process already imported the repository's, so the copy is never used: drop it.
@@ -138,7 +149,6 @@ def self_check(candidate: Candidate) -> None:
     body = json.dumps({"contracts": example_contracts(candidate.example)}).encode()
     try:
         contracts = parse_price_request(body).contracts
-        check_underlyings(contracts, set(candidate.pricer.state.underlyings))
         iv, price = predict(candidate.pricer, contracts_frame(contracts))
     except Rejection as exc:
         raise SelfCheckFailed(f"v{v} cannot price its own input example: {exc}") from None

@@ -2,9 +2,10 @@
 
 The model is the registered pyfunc's own Python object (`OptionsPricer`, unwrapped): the same
 feature code and booster as `mlflow.pyfunc.load_model(...).predict`, without MLflow's per-call
-schema enforcement (the request schema has already checked every field). Its `state` is the
-market-state snapshot saved with the version; contracts on an underlying it has no state for are
-rejected here, by index, before anything is priced.
+schema enforcement (the request schema has already checked every field). It prices each
+contract with the daily market state of the trading day before its quote date; a quote date
+without one (or with one older than serving.max_state_age_days), or an underlying that state has
+no data for, is refused with a 422 naming the dates, never priced off a stale surface.
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ class Pricer(Protocol):
     state: object  # MarketState: .underlyings
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame: ...
+
+
+def contracts_frame(contracts: Sequence[Contract]) -> pd.DataFrame:
+    """The model's input frame: one row per contract, dates as datetime64, nulls as NaN/None."""
+    columns = {f: [getattr(c, f) for c in contracts] for f in FIELDS}
+    frame = pd.DataFrame(columns)
+    for col in ("expiry", "quote_date"):
+        frame[col] = pd.to_datetime(frame[col])
+    for col in ("rate", "dividend_yield"):
+        frame[col] = frame[col].astype(float)
+    return frame
+
+
+def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame: ...
 
 
 def contracts_frame(contracts: Sequence[Contract]) -> pd.DataFrame:

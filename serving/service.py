@@ -20,7 +20,8 @@ one worker thread that merges what queued up meanwhile. One worker process, so t
 the model every request sees.
 
 Settings: configs/serving/default.yaml, overridden by the environment: MLFLOW_TRACKING_URI,
-SERVING_MODEL_NAME, SERVING_ALIAS, SERVING_POLL_S. Binds 127.0.0.1:3000 unless --host/--port say
+SERVING_MODEL_NAME, SERVING_ALIAS, SERVING_POLL_S, SERVING_STATE_DIR (the daily market states each
+contract is priced with: the state of the trading day before its quote date). Binds 127.0.0.1:3000 unless --host/--port say
 otherwise.
 
 This module stays light to import: `bentoml serve` imports it once in its supervising process
@@ -70,6 +71,8 @@ class Settings:
     port: int
     batch_max_contracts: int
     timeout_s: float
+    state_dir: str
+    max_state_age_days: int
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -89,7 +92,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     overrides = {"tracking_uri": environ.get("MLFLOW_TRACKING_URI"),
                  "model_name": environ.get("SERVING_MODEL_NAME"),
                  "alias": environ.get("SERVING_ALIAS"),
-                 "poll_s": environ.get("SERVING_POLL_S")}  # fmt: skip
+                 "poll_s": environ.get("SERVING_POLL_S"),
+                 "state_dir": environ.get("SERVING_STATE_DIR")}  # fmt: skip
     overrides = {k: v for k, v in overrides.items() if v}
     if "poll_s" in overrides:
         try:
@@ -121,7 +125,8 @@ def build_engine(settings: Settings) -> PricingEngine:
     from serving.engine import PricingEngine
     from serving.model_holder import RegistrySource
 
-    source = RegistrySource(settings.tracking_uri, settings.model_name, settings.alias)
+    source = RegistrySource(settings.tracking_uri, settings.model_name, settings.alias,
+                            settings.state_dir, settings.max_state_age_days)  # fmt: skip
     engine = PricingEngine(source, settings.poll_s, settings.batch_max_contracts)
     poll = f"every {settings.poll_s:g} s" if settings.poll_s else "off"
     log.info("serving %s@%s from %s (registry poll: %s)", settings.model_name, settings.alias,

@@ -5,8 +5,9 @@ Logged model layout (`log_pricer`; MLflow adds MLmodel, requirements, input exam
     MLmodel                       flavor python_function, model_code_path = pyfunc_model.py
     pyfunc_model.py               pipeline/model/pyfunc_model.py (calls mlflow.models.set_model)
     artifacts/booster.ubj         the XGBoost booster in XGBoost's own UBJSON format
-    artifacts/state/state.json    MarketState: as_of, conventions, realised vols, surfaces
-    artifacts/state/contract_ivs.parquet   MarketState: option → IV of the as_of day
+    artifacts/market_state.json   MarketState of the last training day (pipeline.market_state):
+                                  the model prices the next trading day with it, and later days
+                                  with the daily states of its `state_dir` (pyfunc_model.py)
     artifacts/model_meta.json     feature list, base margin, IV clip, best iteration, split
     code/pipeline/...             the training-time copy of the `pipeline` package (code_paths)
     input_example.json, serving_input_example.json, requirements.txt, python_env.yaml, ...
@@ -34,16 +35,18 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from pipeline.config import REPO_ROOT
-from pipeline.model.market_state import MarketState
+from pipeline.market.calendar import shift_trading_days
+from pipeline.market_state import MarketState
 from pipeline.model.pricer import CONTRACT_COLUMNS, DEFAULT_BASE_IV, IV_CAP, IV_FLOOR, STATE_COLUMNS
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
-BOOSTER_FILE, META_FILE, STATE_DIR = "booster.ubj", "model_meta.json", "state"
+BOOSTER_FILE, META_FILE, STATE_FILE = "booster.ubj", "model_meta.json", "market_state.json"
 # the distributions pyfunc_model.py imports, directly or through pipeline/ (their own
 # dependencies come with them); listing them spares MLflow's slow requirement inference
 REQUIREMENTS = ("mlflow", "xgboost-cpu", "pandas", "numpy", "scipy", "pyarrow", "hydra-core",
                 "omegaconf", "tenacity")  # fmt: skip
 EXAMPLE_COLUMNS = (*CONTRACT_COLUMNS, "option")
+RAW_COLUMNS = (*CONTRACT_COLUMNS, "option", "rate", "dividend_yield")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle")
 
 
@@ -60,12 +63,18 @@ def signature() -> ModelSignature:
                                                          ColSpec("double", "price")]))  # fmt: skip
 
 
-def input_example(frame: pd.DataFrame, n: int = 5) -> pd.DataFrame:
-    """A few raw contract rows (contract fields and OCC symbol only) from a feature table."""
-    rows = frame.drop_duplicates("underlying").head(n)
+def input_example(frame: pd.DataFrame, state: MarketState, n: int = 5) -> pd.DataFrame:
+    """A few raw contracts (contract fields and OCC symbol) quoted on the trading day after
+    `state`'s: the last training day's contracts (a different underlying each where possible)
+    one day on, spot unchanged. The bundled state prices them, so the example (and the
+    service's self-check) works wherever the model is loaded, with or without daily states."""
+    day = frame[pd.to_datetime(frame["quote_date"]).dt.date == state.as_of]
+    nxt = pd.Timestamp(shift_trading_days(state.as_of, 1))
+    day = day[pd.to_datetime(day["expiry"]) > nxt]
+    rows = day.drop_duplicates("underlying").head(n)
     if len(rows) < n:
-        rows = pd.concat([rows, frame.head(n - len(rows))])
-    return rows[list(EXAMPLE_COLUMNS)].reset_index(drop=True)
+        rows = pd.concat([rows, day.head(n - len(rows))])
+    return rows[list(EXAMPLE_COLUMNS)].assign(quote_date=nxt).reset_index(drop=True)
 
 
 def requirements() -> list[str]:
@@ -84,16 +93,16 @@ def save_artifacts(booster: xgb.Booster, state: MarketState, meta: dict, folder:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     booster.save_model(folder / BOOSTER_FILE)
-    state.save(folder / STATE_DIR)
+    state.save(folder / STATE_FILE)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return {"booster": str(folder / BOOSTER_FILE), "state": str(folder / STATE_DIR),
+    return {"booster": str(folder / BOOSTER_FILE), "state": str(folder / STATE_FILE),
             "meta": str(folder / META_FILE)}  # fmt: skip
 
 
 def model_meta(features: list[str], booster: xgb.Booster, extra: dict | None = None) -> dict:
     """What pyfunc_model.py needs besides the booster and the state, plus provenance."""
     return {
-        "format_version": 1,
+        "format_version": 2,
         "features": list(features),
         "target": "iv (market mid implied vol)",
         "base_margin": ["prev_smile_iv", "prev_surface_iv", "rv_20d", DEFAULT_BASE_IV],
@@ -130,8 +139,16 @@ class _NoPipVersionWarning(logging.Filter):
 logging.getLogger("mlflow.utils.environment").addFilter(_NoPipVersionWarning())
 
 
-def log_pricer(booster, state, features, example: pd.DataFrame, meta_extra: dict | None = None):
-    """Log the model under the active run as `model` (models from code); returns ModelInfo."""
+def log_pricer(
+    booster,
+    state,
+    features,
+    example: pd.DataFrame,
+    meta_extra: dict | None = None,
+    max_state_age_days: int = 2,
+):
+    """Log the model under the active run as `model` (models from code); returns ModelInfo.
+    Its default model config: `max_state_age_days`; `state_dir` is given where it is loaded."""
     with tempfile.TemporaryDirectory(prefix="pricer_") as tmp, quiet_artifact_transfers():
         artifacts = save_artifacts(
             booster, state, model_meta(features, booster, meta_extra), Path(tmp)
@@ -144,7 +161,23 @@ def log_pricer(booster, state, features, example: pd.DataFrame, meta_extra: dict
             signature=signature(),
             input_example=example,
             pip_requirements=requirements(),
+            # keys a loader may set (MLflow ignores undeclared ones); state_dir "" = bundled only
+            model_config={"state_dir": "", "max_state_age_days": int(max_state_age_days)},
         )
+
+
+def served_model(model_uri: str, state_dir, max_state_age_days: int):
+    """The registered pyfunc model as the pricing service loads it: pricing each contract with
+    the daily state of the trading day before its quote date, from `state_dir`."""
+    config = {"state_dir": str(state_dir), "max_state_age_days": int(max_state_age_days)}
+    return mlflow.pyfunc.load_model(model_uri, model_config=config)
+
+
+def served_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of `frame` a pricing request carries (raw contract fields, the OCC symbol,
+    rate and dividend yield): no state column, so the model looks the state up as it does when
+    serving."""
+    return frame[[c for c in RAW_COLUMNS if c in frame.columns]]
 
 
 def downloaded_pickles(model_uri: str) -> list[str]:

@@ -4,21 +4,23 @@ Input: one row per contract with `CONTRACT_COLUMNS` (underlying, option_type "C"
 expiry, quote_date, spot) and any of `OPTIONAL_COLUMNS`:
 - `option` (OCC symbol): looks up the contract's previous-day IV in the market state;
 - `rate`, `dividend_yield`: default (also where null) to the state's conventions (cfg.market);
-- `STATE_COLUMNS` (rv_5d, rv_10d, rv_20d, prev_iv, prev_surface_iv, prev_atm_iv, prev_skew,
-  prev_smile_iv): used
-  as given when the column is present (a null means "unknown", as in the feature files, where e.g.
-  prev_iv is null for a new contract); absent columns come from the MarketState snapshot.
+- `STATE_COLUMNS` (rv_*, prev_iv, prev_surface_iv, prev_atm_iv, prev_skew, prev_smile_iv,
+  prev_smile_iv_strike, spot_return): used as given when the column is present (a null means
+  "unknown", as in the feature files); absent columns come from the market state.
 Other columns are ignored (a feature table may be passed as is: its `iv` target is never read).
 
-Features are built by feature_engineer's own functions (`contract_geometry`, `state_features`),
-so a contract priced here gets exactly the features it would have had in training.
+**Which state**: each contract is priced with the market state of the last trading day before its
+quote_date (pipeline.market_state.StateStore: the daily states feature_engineer publishes, and
+the model's own training-day state); a quote date whose state is missing or too old is refused
+(`StateMissing`, a ContractError naming the date it needs and the newest it has), never priced
+with a stale surface. Features are built by the same functions as the feature tables
+(`contract_geometry`, `state_features`): a contract priced here gets exactly the features it had
+in training, and the monitor, which prices through this same path, watches what is served.
 
-The booster predicts IV as a correction to a base level, the previous day's fitted smile at the
-contract (`prev_smile_iv`; the quadratic surface `prev_surface_iv` where no smile was fitted, the
-underlying's rv_20d where there is no surface, then 20%), passed to XGBoost as base_margin.
-Day-to-day IV changes are small next to the IV's level, so learning the change (from yesterday's
-information only) is much easier than learning the level; and the closer the base fits, the less
-the trees must learn at the vol levels they happened to see (see feature_engineer.fit_surfaces).
+The booster predicts IV as a correction to a base level, the previous day's SSVI smile at the
+contract (`prev_smile_iv`, arbitrage-free, linear in total variance outside the fitted range; the
+quadratic surface `prev_surface_iv` where no smile was fitted, the underlying's rv_20d where there
+is no surface, then 20%), passed to XGBoost as base_margin.
 
 Output: DataFrame(iv, price) on the input's index; iv clipped to [IV_FLOOR, IV_CAP] (a 1% vol
 floor: trees can extrapolate below zero on unseen inputs, and a non-positive vol has no price);
@@ -27,23 +29,26 @@ price = Black-Scholes-Merton with that IV (pipeline.quant.black_scholes).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline.feature_engineer import contract_geometry, state_features
-from pipeline.model.market_state import MarketState
+from pipeline.feature_engineer import contract_geometry
+from pipeline.market_state import MarketState, StateStore, StateUnavailable, state_features
 from pipeline.quant.black_scholes import black_price
 
 CONTRACT_COLUMNS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot")
 STATE_COLUMNS = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
-                 "prev_skew", "prev_smile_iv")  # fmt: skip
+                 "prev_skew", "prev_smile_iv", "prev_smile_iv_strike", "spot_return")  # fmt: skip
 OPTIONAL_COLUMNS = ("option", "rate", "dividend_yield", *STATE_COLUMNS)
 # state columns an unknown underlying needs from the caller (prev_iv comes from the contract's;
 # without prev_smile_iv the base falls back to prev_surface_iv)
-UNDERLYING_STATE_COLUMNS = tuple(c for c in STATE_COLUMNS if c not in ("prev_iv", "prev_smile_iv"))
+UNDERLYING_STATE_COLUMNS = tuple(
+    c for c in STATE_COLUMNS if c not in ("prev_iv", "prev_smile_iv", "prev_smile_iv_strike")
+)
 IV_FLOOR, IV_CAP = 0.01, 5.0
 DEFAULT_BASE_IV = 0.20  # base level where neither a surface nor a realised vol is known
 MAX_REPORTED = 10  # problems listed in one ContractError message
@@ -51,6 +56,14 @@ MAX_REPORTED = 10  # problems listed in one ContractError message
 
 class ContractError(ValueError):
     """Invalid contract rows; the message names each row index and its problem."""
+
+
+class StateMissing(ContractError):
+    """No market state recent enough for some quote dates (the message names them)."""
+
+
+def as_store(states: MarketState | StateStore) -> StateStore:
+    return states if isinstance(states, StateStore) else StateStore.of(states)
 
 
 def _show(value) -> str:
@@ -63,12 +76,11 @@ def _numbers(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype(float)
 
 
-def validate_contracts(contracts: pd.DataFrame, state: MarketState) -> pd.DataFrame:
+def validate_contracts(contracts: pd.DataFrame) -> pd.DataFrame:
     """The known columns of `contracts`, typed and checked (a new frame, same index).
 
     Raises ContractError naming row index and problem: missing column or value, unknown option
-    type, non-positive strike/spot, expiry not after quote date, non-finite numbers, unknown
-    underlying when the market-state columns are not all given."""
+    type, non-positive strike/spot, expiry not after quote date, non-finite numbers."""
     if not isinstance(contracts, pd.DataFrame):
         raise ContractError(f"expected a DataFrame of contracts, got {type(contracts).__name__}")
     missing = [c for c in CONTRACT_COLUMNS if c not in contracts.columns]
@@ -119,37 +131,78 @@ def validate_contracts(contracts: pd.DataFrame, state: MarketState) -> pd.DataFr
             )
     if "option" in c:
         c["option"] = raw["option"].where(raw["option"].notna(), None)
-    absent = [col for col in UNDERLYING_STATE_COLUMNS if col not in c]
-    if absent:
-        unknown = raw["underlying"].notna() & ~c["underlying"].isin(state.underlyings)
-        flag(unknown, lambda i: f"unknown underlying {c.at[i, 'underlying']!r}: no market state "
-             f"saved for it (known: {sorted(state.underlyings)}); pass the columns {absent}")  # fmt: skip
+    _raise(problems)
+    return c
+
+
+def _raise(problems: list[tuple[object, str]], error: type[ContractError] = ContractError) -> None:
     if problems:
         rows = sorted({str(i) for i, _ in problems})
         shown = "; ".join(f"row {i}: {p}" for i, p in problems[:MAX_REPORTED])
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise ContractError(f"{len(rows)} invalid contract row(s): {shown}{more}")
-    return c
+        raise error(f"{len(rows)} invalid contract row(s): {shown}{more}")
 
 
-def model_features(contracts: pd.DataFrame, state: MarketState) -> pd.DataFrame:
+def states_for(
+    c: pd.DataFrame, store: StateStore, labels=None
+) -> dict[pd.Timestamp, MarketState]:
+    """The state of each distinct quote date of validated contracts `c`; StateMissing naming
+    the rows and dates without one, ContractError naming rows whose underlying the state has no
+    data for (unless the caller gives the state columns)."""
+    states, problems, missing = {}, [], []
+    for day in c["quote_date"].dt.normalize().unique():
+        try:
+            states[day] = store.lookup(day)
+        except StateUnavailable as exc:
+            n = int((c["quote_date"].dt.normalize() == day).sum())
+            missing.append(f"{exc} ({n} contract(s))")
+    if missing:
+        more = f"; and {len(missing) - 2} more quote date(s)" if len(missing) > 3 else ""
+        raise StateMissing("; ".join(missing[: 2 if more else 3]) + more)
+    absent = [col for col in UNDERLYING_STATE_COLUMNS if col not in c]
+    if absent:
+        day_of = c["quote_date"].dt.normalize()
+        for day, state in states.items():
+            known = state.underlyings
+            bad = (day_of == day) & ~c["underlying"].isin(known)
+            names = c.index if labels is None else labels
+            problems += [(names[i], f"unknown underlying {c['underlying'].iat[i]!r}: the market "
+                          f"state of {state.as_of} has no data for it (it has: {sorted(known)}); "
+                          f"pass the columns {absent}") for i in np.flatnonzero(bad.to_numpy())]  # fmt: skip
+    _raise(problems)
+    return states
+
+
+def model_features(contracts: pd.DataFrame, states: MarketState | StateStore) -> pd.DataFrame:
     """Validated contracts → geometry (t_years, forward, discount, moneyness, is_call, ...) and the
-    market-state features (given columns as given, the rest from `state`), on the input's index."""
+    market-state features (given columns as given, the rest from each quote date's state), on
+    the input's index."""
     # positional from here on: a caller's index may repeat labels; it is put back at the end
-    c = validate_contracts(contracts, state).reset_index(drop=True)
-    if "rate" in c:
-        c["rate"] = c["rate"].fillna(state.rate)
-    if "dividend_yield" in c:
-        default_q = c["underlying"].map(state.dividend_yields).fillna(state.default_dividend_yield)
-        c["dividend_yield"] = c["dividend_yield"].fillna(default_q)
-    geometry = contract_geometry(c, state.market)
-    snapshot = state_features(geometry, state.realised, state.surfaces, state.contract_ivs)
-    given = [col for col in STATE_COLUMNS if col in c]
-    snapshot[given] = c[given]
-    # vol_time as state_features defines it, now from the rv_20d actually used
-    snapshot["vol_time"] = snapshot["rv_20d"] * geometry["sqrt_t"]
-    geometry = geometry.drop(columns=[col for col in snapshot.columns if col in geometry])
-    return pd.concat([geometry, snapshot], axis=1).set_axis(contracts.index)
+    c = validate_contracts(contracts).reset_index(drop=True)
+    states = states_for(c, as_store(states), labels=contracts.index)
+    day_of = c["quote_date"].dt.normalize()
+    parts = []
+    for day, state in states.items():
+        part = c[(day_of == day).to_numpy()]
+        if "rate" in part:
+            part = part.assign(rate=part["rate"].fillna(state.rate))
+        if "dividend_yield" in part:
+            default_q = (
+                part["underlying"].map(state.dividend_yields).fillna(state.default_dividend_yield)
+            )
+            part = part.assign(dividend_yield=part["dividend_yield"].fillna(default_q))
+        geometry = contract_geometry(part, state.market)
+        snapshot = state_features(geometry, state)
+        given = [col for col in STATE_COLUMNS if col in part]
+        snapshot[given] = part[given]
+        # vol_time as state_features defines it, now from the rv_20d actually used
+        snapshot["vol_time"] = snapshot["rv_20d"] * geometry["sqrt_t"]
+        geometry = geometry.drop(columns=[col for col in snapshot.columns if col in geometry])
+        parts.append(pd.concat([geometry, snapshot], axis=1))
+    if not parts:  # no contracts: the same columns, no rows
+        geometry = contract_geometry(c, MarketState(dt.date.min, 0.0, 0.0).market)
+        parts = [pd.concat([geometry, state_features(geometry, None)], axis=1)]
+    return pd.concat(parts).sort_index().set_axis(contracts.index)
 
 
 def base_iv(features: pd.DataFrame) -> np.ndarray:
@@ -180,10 +233,15 @@ def predict_iv(features: pd.DataFrame, booster: xgb.Booster, names: Sequence[str
 
 
 def predict_frame(
-    contracts: pd.DataFrame, booster: xgb.Booster, state: MarketState, features: Sequence[str]
+    contracts: pd.DataFrame,
+    booster: xgb.Booster,
+    states: MarketState | StateStore,
+    features: Sequence[str],
 ) -> pd.DataFrame:
-    """Raw contract rows → DataFrame(iv, price) on the input's index (see the module docstring)."""
-    feats = model_features(contracts, state)
+    """Raw contract rows → DataFrame(iv, price) on the input's index (see the module docstring).
+    `states`: where each quote date's state comes from (a single MarketState prices the quote
+    dates of the trading day after it only)."""
+    feats = model_features(contracts, states)
     iv = predict_iv(feats, booster, features)
     price = black_price(
         feats["forward"], feats["strike"], feats["t_years"], feats["discount"], iv,

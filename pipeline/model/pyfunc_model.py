@@ -1,6 +1,13 @@
 """The options-pricer pyfunc model, "models from code": MLflow executes this file to rebuild the
 model, so nothing is pickled. Artifacts (see pipeline.model.packaging): `booster` (XGBoost UBJSON),
-`state` (MarketState folder), `meta` (model_meta.json: feature list, ...).
+`state` (the training day's MarketState, one JSON file), `meta` (model_meta.json: feature list,
+...).
+
+Each contract is priced with the market state of the last trading day before its quote_date
+(pipeline.model.pricer): the daily states in the folder the model config's `state_dir` names
+(`mlflow.pyfunc.load_model(uri, model_config={"state_dir": ..., "max_state_age_days": ...})`), else
+the `OPTIONS_PRICER_STATE_DIR` environment variable, plus the state bundled with the model, so a
+model loaded anywhere prices the trading day after its training without any folder.
 
 predict(DataFrame of raw contracts) → DataFrame(iv, price); see pipeline.model.pricer.
 """
@@ -8,6 +15,7 @@ predict(DataFrame of raw contracts) → DataFrame(iv, price); see pipeline.model
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -15,25 +23,41 @@ import pandas as pd
 import xgboost as xgb
 from mlflow.pyfunc import PythonModel
 
-from pipeline.model.market_state import MarketState
+from pipeline.market_state import MarketState, StateStore
 from pipeline.model.pricer import predict_frame
+
+STATE_DIR_ENV = "OPTIONS_PRICER_STATE_DIR"
+DEFAULT_MAX_STATE_AGE_DAYS = 2
+MODEL_FORMAT = 2
+
+
+def state_store(bundled: MarketState, config: dict | None, environ=os.environ) -> StateStore:
+    """The states a loaded model prices with (see the module docstring)."""
+    config = dict(config or {})
+    folder = config.get("state_dir") or environ.get(STATE_DIR_ENV) or None
+    max_age = int(config.get("max_state_age_days") or DEFAULT_MAX_STATE_AGE_DAYS)
+    return StateStore(folder, max_age, [bundled])
 
 
 class OptionsPricer(PythonModel):
-    """Booster + market-state snapshot + feature list, loaded from the model's artifacts."""
+    """Booster + states + feature list, loaded from the model's artifacts."""
 
     def load_context(self, context) -> None:
         meta = json.loads(Path(context.artifacts["meta"]).read_text())
-        if meta.get("format_version") != 1:
-            raise ValueError(f"unknown options-pricer model format {meta.get('format_version')}")
+        if meta.get("format_version") != MODEL_FORMAT:
+            raise ValueError(
+                f"options-pricer model format {meta.get('format_version')}, this code reads "
+                f"{MODEL_FORMAT} (a model from before daily market states: retrain it)"
+            )
         self.features = list(meta["features"])
         self.booster = xgb.Booster()
         self.booster.load_model(context.artifacts["booster"])
         self.state = MarketState.load(Path(context.artifacts["state"]))
+        self.store = state_store(self.state, getattr(context, "model_config", None))
 
     # pd.DataFrame hints: MLflow then validates inputs against the logged signature only
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return predict_frame(model_input, self.booster, self.state, self.features)
+        return predict_frame(model_input, self.booster, self.store, self.features)
 
 
 mlflow.models.set_model(OptionsPricer())

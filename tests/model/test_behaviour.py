@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.artifacts import Artifacts
-from pipeline.model.market_state import MarketState
+from pipeline.market_state import MarketState
 from pipeline.model.pricer import CONTRACT_COLUMNS, IV_CAP, IV_FLOOR, model_features, predict_frame
 from pipeline.model.training import train_model
 from pipeline.model_train import read_features
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 LAST = dt.date(2026, 3, 31)
 NEXT = pd.Timestamp("2026-04-01")
 VOL_COLUMNS = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
-               "prev_smile_iv")  # fmt: skip
+               "prev_smile_iv", "prev_smile_iv_strike")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def model(tiny_features_root):
     days = pd.bdate_range(end=LAST, periods=40).date
     frames = {d: read_features(art.features(d)) for d in days if art.features(d).exists()}
     booster, _, _ = train_model(frames, cfg.model_train)
-    state = MarketState.from_features(frames[LAST], cfg.market, LAST)
+    state = MarketState.load(art.market_state(LAST))  # published by feature_engineer
     return booster, state, list(cfg.model_train.features), frames[LAST]
 
 

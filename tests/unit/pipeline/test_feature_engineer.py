@@ -9,15 +9,11 @@ from omegaconf import OmegaConf
 
 from pipeline.feature_engineer import (
     MODEL_FEATURES,
-    SMILE_COEFS,
-    SURFACE_COEFS,
     build_features,
     contract_features,
-    fit_surfaces,
-    lagged_features,
     realised_vols,
-    state_features,
 )
+from pipeline.market_state import MarketState, state_features
 from tests.factories import DAY, MARKET, good_quotes
 
 CFG = OmegaConf.create(
@@ -66,31 +62,67 @@ def test_realised_vol_needs_min_periods():
     assert rv[["rv_5d", "rv_20d"]].isna().all().all()
 
 
-def test_lagged_features_use_yesterdays_surface_and_contracts():
+def _state(quotes: pd.DataFrame, day: dt.date) -> MarketState:
+    feats = contract_features(quotes, MARKET, 0.01)
+    rv = pd.DataFrame({"underlying": ["SPY"], "rv_5d": [0.18], "rv_10d": [0.19], "rv_20d": [0.2]})
+    return MarketState.from_day(feats, rv, MARKET, day)
+
+
+def test_state_features_use_yesterdays_state_and_contracts():
     prev_day = DAY - dt.timedelta(days=3)
-    yesterday = contract_features(good_quotes(n=30, day=prev_day, vol=0.3), MARKET, 0.01)
-    today = contract_features(good_quotes(n=30, vol=0.2), MARKET, 0.01)
+    yesterday = _state(good_quotes(n=30, day=prev_day, vol=0.3), prev_day)
+    today = contract_features(good_quotes(n=30, vol=0.2, spot=606.0), MARKET, 0.01)
     today.loc[0, "option"] = "SPY260417C09999000"  # a contract listed today
-    lagged = lagged_features(today, yesterday)
+    lagged = state_features(today, yesterday)
     assert np.isnan(lagged.loc[0, "prev_iv"])
     np.testing.assert_allclose(
         lagged.loc[1:, "prev_iv"], 0.3, atol=2e-3
     )  # yesterday's vol, not today's
-    np.testing.assert_allclose(lagged["prev_surface_iv"], 0.3, atol=3e-3)
-    np.testing.assert_allclose(lagged["prev_atm_iv"], 0.3, atol=3e-3)
+    for col in ("prev_surface_iv", "prev_atm_iv", "prev_smile_iv", "prev_smile_iv_strike"):
+        np.testing.assert_allclose(lagged[col], 0.3, atol=3e-3)
+    np.testing.assert_allclose(lagged["spot_return"], np.log(606 / 600))
+    np.testing.assert_allclose(lagged["rv_20d"], 0.2)
+    np.testing.assert_allclose(lagged["vol_time"], 0.2 * today["sqrt_t"])
 
 
-def test_first_day_has_no_lagged_features():
-    lagged = lagged_features(contract_features(good_quotes(), MARKET, 0.01), None)
-    assert lagged.isna().all().all()
+def test_first_day_has_no_state_features():
+    lagged = state_features(contract_features(good_quotes(), MARKET, 0.01), None)
+    assert lagged.isna().all().all() and {"rv_5d", "rv_20d", "prev_smile_iv"} <= set(lagged)
+
+
+def test_quotes_are_classed_otm_atm_itm_with_their_spread_in_vol():
+    feats = contract_features(good_quotes(n=41, vol=0.2), MARKET, 0.01)
+    x, call = feats["std_moneyness"], feats["is_call"].astype(bool)
+    cls = feats["moneyness_class"]
+    assert (cls[x.abs() <= 0.1] == "ATM").all()
+    assert (cls[(x > 0.1) & call] == "OTM").all() and (cls[(x < -0.1) & ~call] == "OTM").all()
+    assert (cls[(x > 0.1) & ~call] == "ITM").all() and (cls[(x < -0.1) & call] == "ITM").all()
+    assert (feats["informative"] == (feats["iv_reliable"] & (cls != "ITM"))).all()
+    # the spread in vol: 2 cents over the vega of one vol point
+    np.testing.assert_allclose(feats["spread_iv"], 0.01 * feats["spread"] / feats["vega_point"])
+
+
+def test_an_all_itm_day_falls_back_and_never_gives_nan_features():
+    """Only in-the-money quotes: the smile is fitted on them (named as a fallback); features
+    built from that state are finite everywhere."""
+    prev_day = DAY - dt.timedelta(days=3)
+    quotes = good_quotes(n=60, day=prev_day, vol=0.25)
+    itm = contract_features(quotes, MARKET, 0.01)["moneyness_class"].to_numpy() == "ITM"
+    state = _state(quotes[itm], prev_day)
+    assert state.fallbacks and all("underlying" in f for f in state.fallbacks)
+    assert any("all" in str(f.get("reason", "")) or "ITM" in str(f) for f in state.fallbacks)
+    lagged = state_features(contract_features(good_quotes(n=30), MARKET, 0.01), state)
+    cols = ["prev_surface_iv", "prev_atm_iv", "prev_skew", "prev_smile_iv", "prev_smile_iv_strike"]
+    assert np.isfinite(lagged[cols].to_numpy(float)).all()
+    np.testing.assert_allclose(lagged["prev_smile_iv"], 0.25, atol=0.01)
 
 
 def test_no_feature_depends_on_todays_option_prices():
     """Leakage guard: move today's quotes, and every model feature must stay the same."""
     spots = spot_history().assign(date=lambda d: d["date"])
-    prev = contract_features(good_quotes(n=30, day=DAY - dt.timedelta(days=3)), MARKET, 0.01)
-    base = build_features(good_quotes(n=30, vol=0.2), spots, prev, DAY, MARKET, CFG)
-    moved = build_features(good_quotes(n=30, vol=0.35), spots, prev, DAY, MARKET, CFG)
+    prev = _state(good_quotes(n=30, day=DAY - dt.timedelta(days=3)), DAY - dt.timedelta(days=3))
+    base, _ = build_features(good_quotes(n=30, vol=0.2), spots, prev, DAY, MARKET, CFG)
+    moved, _ = build_features(good_quotes(n=30, vol=0.35), spots, prev, DAY, MARKET, CFG)
     assert not np.allclose(base["iv"], moved["iv"])  # the target did move
     features = [c for c in MODEL_FEATURES if c in base]
     assert len(features) >= 12
@@ -103,29 +135,3 @@ def test_build_features_does_not_mutate_inputs():
     before = quotes.copy()
     build_features(quotes, spot_history(), None, DAY, MARKET, CFG)
     pd.testing.assert_frame_equal(quotes, before)
-
-
-def _smile_day(n_x: int, n_s: int) -> pd.DataFrame:
-    """Yesterday's reliable IVs on a (x = k/√T, s = √T) grid: a smile with cubic and quartic
-    wings, which the quadratic surface cannot follow and the smile fit can."""
-    x, s = np.meshgrid(np.linspace(-2.5, 2.5, n_x), np.linspace(0.2, 1.0, n_s))
-    x, s = x.ravel(), s.ravel()
-    iv = 0.2 - 0.03 * x + 0.01 * x**2 - 0.004 * x**3 + 0.002 * x**4 + 0.05 * s * s
-    return pd.DataFrame({"underlying": "SPY", "iv_reliable": True, "std_moneyness": x,
-                         "sqrt_t": s, "iv": iv})  # fmt: skip
-
-
-def test_the_smile_follows_what_the_quadratic_surface_misses():
-    day = _smile_day(11, 4)
-    surfaces = fit_surfaces(day)
-    geometry = day[["underlying", "std_moneyness", "sqrt_t"]].assign(option=None)
-    empty_rv = pd.DataFrame({"underlying": pd.Series(dtype=object)})
-    state = state_features(geometry, empty_rv, surfaces, pd.Series(dtype=float))
-    smile_err = np.abs(state["prev_smile_iv"] - day["iv"]).max()
-    surface_err = np.abs(state["prev_surface_iv"] - day["iv"]).max()
-    assert smile_err < 1e-9 < 1e-3 < surface_err
-    # too few quotes for 10 coefficients (fewer than 30): no smile, the surface stays
-    few = fit_surfaces(_smile_day(5, 5).head(20))
-    assert (
-        few[list(SMILE_COEFS)].isna().all().all() and few[list(SURFACE_COEFS)].notna().all().all()
-    )

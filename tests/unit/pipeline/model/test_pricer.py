@@ -1,5 +1,6 @@
-"""pipeline.model.pricer and market_state: validation, state defaults vs given inputs, and the
-no-skew guarantee (a raw contract gets exactly the features feature_engineer gave it)."""
+"""pipeline.model.pricer and pipeline.market_state: validation, state defaults vs given inputs,
+the no-skew guarantee (a raw contract gets exactly the features feature_engineer gave it), and
+which state prices which quote date (StateStore: fresh, stale, missing, hot-reloaded)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import pytest
 import xgboost as xgb
 from omegaconf import OmegaConf
 
-from pipeline.feature_engineer import MODEL_FEATURES, build_features, contract_ivs, fit_surfaces
-from pipeline.model.market_state import MarketState
+from pipeline.feature_engineer import MODEL_FEATURES, build_features
+from pipeline.market_state import MarketState, StateStore, StateUnavailable, state_path
 from pipeline.model.packaging import find_pickles
 from pipeline.model.pricer import (
     CONTRACT_COLUMNS,
     IV_FLOOR,
     ContractError,
+    StateMissing,
     model_features,
     predict_frame,
 )
@@ -40,22 +42,19 @@ def _spots(end: dt.date) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def days():
-    """(yesterday's features, today's features): today's prev_* come from yesterday's."""
-    prev = build_features(good_quotes(n=30, day=YESTERDAY, vol=0.20), _spots(YESTERDAY), None,
-                          YESTERDAY, MARKET, FE_CFG)  # fmt: skip
-    today = build_features(good_quotes(n=30, day=DAY, vol=0.22, spot=605.0), _spots(DAY), prev,
-                           DAY, MARKET, FE_CFG)  # fmt: skip
-    return prev, today
+    """(yesterday's features, today's features, yesterday's published state): today's state
+    features come from yesterday's state, as feature_engineer builds them."""
+    prev, prev_state = build_features(good_quotes(n=30, day=YESTERDAY, vol=0.20),
+                                      _spots(YESTERDAY), None, YESTERDAY, MARKET, FE_CFG)  # fmt: skip
+    today, _ = build_features(good_quotes(n=30, day=DAY, vol=0.22, spot=605.0), _spots(DAY),
+                              prev_state, DAY, MARKET, FE_CFG)  # fmt: skip
+    return prev, today, prev_state
 
 
 @pytest.fixture(scope="module")
 def state(days):
-    """Yesterday's surface and contract IVs, today's realised vols: what today's features used."""
-    prev, today = days
-    realised = today.groupby("underlying")[["rv_5d", "rv_10d", "rv_20d"]].first().reset_index()
-    return MarketState(as_of=YESTERDAY, rate=0.04, default_dividend_yield=0.0,
-                       dividend_yields={"SPY": 0.01}, realised=realised,
-                       surfaces=fit_surfaces(prev), contract_ivs=contract_ivs(prev))  # fmt: skip
+    """Yesterday's published state: what today's features used."""
+    return days[2]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def identity_booster():
 
 
 def test_features_of_a_feature_row_are_the_feature_files_own(days, state):
-    _, today = days
+    _, today, _ = days
     assert today["prev_iv"].notna().all() and today["prev_surface_iv"].notna().all()
     ours = model_features(today, state)  # state columns present: used as given
     pd.testing.assert_frame_equal(ours[list(MODEL_FEATURES)], today[list(MODEL_FEATURES)],
@@ -77,14 +76,14 @@ def test_features_of_a_feature_row_are_the_feature_files_own(days, state):
 
 def test_raw_contracts_get_the_same_features_from_the_state(days, state):
     """The no-skew guarantee: contract fields + the saved state → feature_engineer's features."""
-    _, today = days
+    _, today, _ = days
     ours = model_features(today[RAW], state)
     pd.testing.assert_frame_equal(ours[list(MODEL_FEATURES)], today[list(MODEL_FEATURES)],
                                   check_dtype=False, rtol=1e-12)  # fmt: skip
 
 
 def test_given_state_columns_override_the_state_and_the_rest_default(days, state):
-    _, today = days
+    _, today, _ = days
     raw = today[RAW].assign(prev_surface_iv=0.5, rv_20d=np.nan)
     ours = model_features(raw, state)
     assert (ours["prev_surface_iv"] == 0.5).all()
@@ -95,7 +94,7 @@ def test_given_state_columns_override_the_state_and_the_rest_default(days, state
 
 
 def test_rate_and_dividend_default_to_the_state_where_missing(days, state):
-    _, today = days
+    _, today, _ = days
     raw = today[RAW].head(3).assign(rate=[0.05, np.nan, 0.04], dividend_yield=[np.nan, 0.0, 0.01])
     g = model_features(raw, state)
     assert list(g["rate"]) == [0.05, 0.04, 0.04]
@@ -103,7 +102,7 @@ def test_rate_and_dividend_default_to_the_state_where_missing(days, state):
 
 
 def _raw(days) -> pd.DataFrame:
-    _, today = days
+    _, today, _ = days
     return today[RAW].head(3).set_axis([10, 11, 12])
 
 
@@ -121,7 +120,8 @@ def _raw(days) -> pd.DataFrame:
         (
             "underlying",
             "XYZ",
-            r"row 11: unknown underlying 'XYZ': no market state .* pass the columns",
+            r"row 11: unknown underlying 'XYZ': the market state of 2026-02-27 has no data for "
+            r"it .* pass the columns",
         ),
         ("rv_20d", np.inf, r"row 11: rv_20d inf is not a finite number"),
     ],
@@ -145,15 +145,16 @@ def test_missing_column_and_several_bad_rows(days, state):
 def test_unknown_underlying_is_priced_when_all_state_columns_are_given(
     days, state, identity_booster
 ):
-    _, today = days
+    _, today, _ = days
     raw = today[RAW].head(2).assign(underlying="QQQ", rv_5d=0.2, rv_10d=0.2, rv_20d=0.2,
-                                     prev_surface_iv=0.25, prev_atm_iv=0.25, prev_skew=-0.1)  # fmt: skip
+                                     prev_surface_iv=0.25, prev_atm_iv=0.25, prev_skew=-0.1,
+                                     spot_return=0.0)  # fmt: skip
     out = predict_frame(raw, identity_booster, state, MODEL_FEATURES)
     np.testing.assert_allclose(out["iv"], 0.25, atol=1e-9)
 
 
 def test_predict_frame_prices_with_bsm_at_the_predicted_iv(days, state, identity_booster):
-    _, today = days
+    _, today, _ = days
     raw = today[RAW].set_axis(np.repeat([7], len(today)))  # repeated index labels are kept
     out = predict_frame(raw, identity_booster, state, MODEL_FEATURES)
     assert list(out.columns) == ["iv", "price"] and list(out.index) == list(raw.index)
@@ -173,16 +174,70 @@ def test_predict_frame_prices_with_bsm_at_the_predicted_iv(days, state, identity
     assert predict_frame(raw.head(0), identity_booster, state, MODEL_FEATURES).empty
 
 
-def test_market_state_round_trips_without_pickle(days, tmp_path):
-    _, today = days
-    state = MarketState.from_features(today, MARKET, DAY)
-    folder = state.save(tmp_path / "state")
-    assert sorted(p.name for p in folder.iterdir()) == ["contract_ivs.parquet", "state.json"]
-    assert find_pickles(folder) == []
-    back = MarketState.load(folder)
-    assert back.as_of == DAY and back.rate == 0.04 and back.dividend_yields == {"SPY": 0.01}
-    pd.testing.assert_frame_equal(back.realised, state.realised, check_dtype=False)
+def test_market_state_round_trips_as_one_strict_json_file(days, tmp_path):
+    _, today, state = days
+    path = state.save(tmp_path / "market_state_20260227.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["market_state_20260227.json"]
+    assert find_pickles(tmp_path) == []
+    back = MarketState.load(path)
+    assert back.as_of == YESTERDAY and back.rate == 0.04 and back.dividend_yields == {"SPY": 0.01}
+    pd.testing.assert_frame_equal(back.realised, state.realised, check_dtype=False, check_like=True)
     pd.testing.assert_frame_equal(back.surfaces, state.surfaces, check_dtype=False)
+    pd.testing.assert_frame_equal(back.smiles, state.smiles, check_dtype=False, check_like=True)
+    pd.testing.assert_series_equal(back.spots, state.spots, check_names=False)
     pd.testing.assert_series_equal(back.contract_ivs, state.contract_ivs, check_names=False,
                                    check_index_type=False)  # fmt: skip
-    assert back.underlyings == {"SPY"}
+    assert back.underlyings == {"SPY"} and len(back.smiles) == 1
+    # the same features from the loaded state
+    pd.testing.assert_frame_equal(model_features(today[RAW], back), model_features(today[RAW], state))
+
+
+def _dated(state: MarketState, day: dt.date) -> MarketState:
+    return MarketState(**{**state.__dict__, "as_of": day})
+
+
+def test_a_quote_date_is_priced_with_the_state_of_the_trading_day_before(days, tmp_path):
+    _, today, state = days
+    friday, monday, tuesday = dt.date(2026, 2, 27), dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+    store = StateStore(tmp_path, max_age_days=1)
+    with pytest.raises(StateUnavailable, match="no market state before it at all"):
+        store.lookup(monday)
+    state.save(state_path(tmp_path, friday))
+    assert store.lookup(monday).as_of == friday  # Friday's state prices Monday
+    assert store.lookup(dt.date(2026, 2, 28)).as_of == friday  # a Saturday: the day before too
+    with pytest.raises(StateUnavailable, match=r"quote_date 2026-02-27: it needs the state of "
+                                               r"2026-02-26 .*no market state before it"):  # fmt: skip
+        store.lookup(friday)  # never the same day's state: that would be today's prices
+    # Tuesday needs Monday's state; Friday's is 2 trading days old
+    with pytest.raises(StateUnavailable, match=r"needs the state of 2026-03-02 \(max_state_age_days"
+                                               r"=1\); the newest state before it is 2026-02-27 "
+                                               r"\(2 trading days old\)"):  # fmt: skip
+        store.lookup(tuesday)
+    assert StateStore(tmp_path, max_age_days=2).lookup(tuesday).as_of == friday
+    # Monday's state appears (the daily run): picked up at the next lookup, no restart
+    _dated(state, monday).save(state_path(tmp_path, monday))
+    assert store.lookup(tuesday).as_of == monday
+
+
+def test_a_stale_or_missing_state_refuses_the_contracts_naming_the_dates(days, tmp_path):
+    _, today, state = days
+    raw = today[RAW].head(2)
+    store = StateStore(tmp_path, max_age_days=1, bundled=[_dated(state, dt.date(2026, 2, 25))])
+    with pytest.raises(StateMissing, match=r"no market state for quote_date 2026-03-02: it needs "
+                       r"the state of 2026-02-27 .*newest state before it is 2026-02-25 \(3 "
+                       r"trading days old\) \(2 contract\(s\)\)"):  # fmt: skip
+        model_features(raw, store)
+    assert issubclass(StateMissing, ContractError)  # the service's 422
+
+
+def test_contracts_of_several_quote_dates_each_get_their_own_state(days, tmp_path):
+    _, today, state = days
+    monday = dt.date(2026, 3, 2)
+    other = MarketState(**{**state.__dict__, "as_of": monday,
+                           "contract_ivs": state.contract_ivs + 0.05})  # fmt: skip
+    store = StateStore(tmp_path, max_age_days=1, bundled=[state, other])
+    raw = pd.concat([today[RAW].head(3), today[RAW].head(3).assign(quote_date=pd.Timestamp("2026-03-03"))],
+                    ignore_index=True)  # fmt: skip
+    feats = model_features(raw, store)
+    np.testing.assert_allclose(feats["prev_iv"].iloc[3:].to_numpy(),
+                               feats["prev_iv"].iloc[:3].to_numpy() + 0.05)  # fmt: skip
