@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= True
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving bench-replay clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay replay-matrix promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving bench-replay clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -65,8 +65,11 @@ schedule: install ## Scheduler in the foreground: the daily flow at 18:00 New Yo
 daily: install ## The daily flow now for the latest closed trading day (ARGS='date=2026-03-02'); exit 3 if another run holds the lock
 	$(RUN) python -m monitoring.scheduler --once $(ARGS)
 
-replay: install ## Market replay: 60 simulated days with fetch faults and a vol shock on day 40, scored on the plan's success metrics (~13 min)
+replay: install ## Market replay of one scenario (default: 60 days, vol shock on day 40, ~14 min; ARGS='replay=shock_early seed=3', configs/replay), scored on the plan's success metrics
 	$(RUN) python -m monitoring.replay $(ARGS)
+
+replay-matrix: install ## Every replay scenario x seed -> reports/replay/replay_matrix.{json,md}; resumes (ARGS='scenarios=[shock_early,crush] seeds=[1,2] force=true'; ~10 min a scenario)
+	$(RUN) python -m monitoring.replay_matrix $(ARGS)
 
 promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)
 	$(RUN) python -m pipeline.promote $(if $(VERSION),registry.version=$(VERSION)) $(if $(FORCE),registry.force=true) $(if $(REASON),'registry.reason="$(REASON)"') $(ARGS)
@@ -112,7 +115,7 @@ bench: install ## Benchmarks quoted in the README (IV solver vs vollib; main wal
 bench-serving: install ## Pricing service vs mlflow models serve under wrk (needs make run + make promote, and wrk)
 	$(RUN) python -m benchmarks.serving
 
-bench-replay: install ## Replay wall time per simulated day (the default 60-day replay, ~14 min; ARGS=--peer adds a fault-free one)
+bench-replay: install ## Replay wall time per simulated day (the default 60-day replay, ~14 min; ARGS='--scenario crush --seed 3'; --peer adds a fault-free one)
 	$(RUN) python -m benchmarks.replay $(ARGS)
 
 clean: ## Remove everything the pipeline wrote (data, logs, reports, mlflow.db, artifacts)

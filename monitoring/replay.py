@@ -1,7 +1,12 @@
 """Market replay: the daily flow over a simulated period of the synthetic market, with transient
 fetch faults and a volatility-regime shock, scored against the original plan's success metrics.
 
-    python -m monitoring.replay [replay.days=60 replay.shock_day=40 ...]      (make replay)
+    python -m monitoring.replay [replay=shock_early] [seed=7] [replay.days=60 ...]   (make replay)
+
+A scenario is a file of configs/replay (`replay=<name>`; default.yaml: 60 days, variance ×4 on
+day 40): when the change comes, how long the warm-up, which change (variance ×`shock_size`, < 1 a
+vol crush; skew ×`shock_skew`; strikes listed ×`shock_strike_width` as wide). `seed` seeds the
+market, the faults and the models. Every scenario × seed at once: monitoring.replay_matrix.
 
 1. A fresh scratch root (`replay.root`, own data, MLflow store and registry: the user's real
    registry is never touched). `main` trains the first model on the `warmup_days` trading days
@@ -12,7 +17,9 @@ fetch faults and a volatility-regime shock, scored against the original plan's s
    retry policy (waits shortened by `retry_base_delay`: same retries, less sleeping).
 3. For each trading day of the period, in order: the scheduler's daily flow (monitoring.daily:
    fetch → validate → features → monitor [→ retrain on a trigger] → report); the market's
-   variance jumps ×`shock_size` on day `shock_day`. When a retrain put a candidate in Staging
+   variance jumps ×`shock_size` on day `shock_day`, its skew steepens ×`shock_skew` and its
+   strikes are listed ×`shock_strike_width` as wide from that day on (data_fetch.synthetic's
+   knobs of the same names). When a retrain put a candidate in Staging
    whose gate passed, the operator approves it that evening (`approve`); one that failed is a
    review. Both count as manual interventions (the plan: fewer than 2 a week).
 4. The summary: share of days completed, data freshness, retries and their success rate, retrain
@@ -50,6 +57,10 @@ from pipeline.runtime import configure_tracking, parse_date
 log = logging.getLogger("monitoring.replay")
 MARKER = ".replay-root"  # a root this module created: safe to wipe on the next replay
 OPERATOR = "replay-operator"
+POST_SHOCK_DAYS = 20  # Production's skill after the shock is judged on at most this many days
+# the scenario's knobs on the shock day: replay.<key> → data_fetch.synthetic.<key>
+SHOCK_KNOBS = ("shock_size", "shock_skew", "shock_strike_width")
+NEUTRAL = 1.0  # a knob at 1.0 changes nothing
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -63,7 +74,28 @@ def period(rc: DictConfig) -> list[dt.date]:
         raise ConfigError(f"replay.shock_day={rc.shock_day} is outside the period's days 1..{len(days)}")  # fmt: skip
     if not 0.0 <= rc.fault_rate <= 1.0:
         raise ConfigError(f"replay.fault_rate={rc.fault_rate} must be between 0 and 1")
+    for key, value in shock_knobs(rc).items():
+        if not value > 0:
+            raise ConfigError(f"replay.{key}={value} must be positive (1 = no change)")
     return days
+
+
+def shock_knobs(rc: DictConfig) -> dict[str, float]:
+    """The scenario's change on the shock day: {shock_size, shock_skew, shock_strike_width}
+    (the last two 1.0 when absent: no change)."""
+    return {key: float(OmegaConf.select(rc, key, default=NEUTRAL)) for key in SHOCK_KNOBS}
+
+
+def apply_knobs(synthetic: DictConfig, knobs: dict[str, float]) -> None:
+    """Set the knobs on the synthetic market's config (open for writing). A knob the market does
+    not know (data_fetch.synthetic has no such key) is skipped when it asks for no change, a
+    ConfigError when it does: the replay would silently run without the scenario's change."""
+    for key, value in knobs.items():
+        if key in synthetic:
+            synthetic[key] = value
+        elif value != NEUTRAL:
+            raise ConfigError(f"replay.{key}={value:g}: the synthetic market has no "
+                              f"data_fetch.synthetic.{key}, it cannot make this change")  # fmt: skip
 
 
 def fresh_root(root: Path) -> Path:
@@ -89,7 +121,7 @@ def replay_config(cfg: DictConfig, days: list[dt.date]) -> DictConfig:
         out.replay.root = str(root)
         shocks = [str(days[rc.shock_day - 1])] if rc.shock_day is not None else []
         out.data_fetch.synthetic.shock_dates = shocks
-        out.data_fetch.synthetic.shock_size = float(rc.shock_size)
+        apply_knobs(out.data_fetch.synthetic, shock_knobs(rc))
         out.main.start_date = None
         out.main.end_date = str(shift_trading_days(days[0], -1))
         out.main.days = int(rc.warmup_days)
@@ -166,6 +198,7 @@ def day_record(cfg: DictConfig, result, seconds: float) -> dict[str, Any]:
         ],  # fmt: skip
         "deferred": any(r.startswith("[deferred]") for r in decision.get("reasons") or []),
         "candidate_version": retrain.get("candidate_version"),
+        "holdout_start": retrain.get("holdout_start"),  # the change point the monitor found
         "gate": (retrain.get("gate") or {}).get("verdict"),
     }
 
@@ -285,7 +318,8 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
         }  # fmt: skip
         calm = [r for r in records if r["day"] < shock and r["reference_rmse"]]
         pre_reference = calm[-1]["reference_rmse"] if calm else None
-        after = [r for r in records if r["day"] > shock and r["rmse"] is not None]
+        after = [r for r in records
+                 if shock < r["day"] <= shock + POST_SHOCK_DAYS and r["rmse"] is not None]  # fmt: skip
         market = market_difficulty(calm, after)
         if pre_reference and after:
             market["post_shock_rmse_mean"] = statistics.fmean(r["rmse"] for r in after)
@@ -313,10 +347,12 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
             "days": len(days),
             "shock_day": shock,
             "shock_date": str(days[shock - 1]) if shock else None,
-            "shock_size": float(rc.shock_size),
+            **shock_knobs(rc),
             "warmup_days": int(rc.warmup_days),
+            "scenario": str(OmegaConf.select(rc, "name", default="default")),
         },  # fmt: skip
         "config": {
+            "seed": OmegaConf.select(cfg, "seed"),
             "fault_rate": float(rc.fault_rate),
             "retry_base_delay": float(rc.retry_base_delay),
             "approve": bool(rc.approve),
@@ -343,6 +379,7 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
         },  # fmt: skip
         "retrains": [
             {k: r[k] for k in ("day", "date", "reasons", "candidate_version", "gate")}
+            | {"holdout_start": r.get("holdout_start")}
             for r in retrains
         ],  # fmt: skip
         "deferred_retrains": [r["date"] for r in records if r.get("deferred")],
@@ -375,17 +412,31 @@ def _num(x: Any, fmt: str = ".5f") -> str:
     return format(x, fmt) if isinstance(x, int | float) else "–"
 
 
+def change_text(p: dict[str, Any]) -> str:
+    """The scenario's change in words, from the summary's `period`: "variance ×4 on day 40
+    (2026-10-30)", with the skew and the strike width when they change; "no shock"."""
+    if not p.get("shock_day"):
+        return "no shock"
+    size = p["shock_size"]
+    parts = [f"variance ×{size:g}" + (" (a vol crush)" if size < 1 else "")]
+    if p.get("shock_skew", 1.0) != 1.0:
+        parts.append(f"skew ×{p['shock_skew']:g} as steep")
+    if p.get("shock_strike_width", 1.0) != 1.0:
+        parts.append(f"strikes listed ×{p['shock_strike_width']:g} as wide")
+    return f"{', '.join(parts)} on day {p['shock_day']} ({p['shock_date']})"
+
+
 def markdown(s: dict[str, Any]) -> str:
     p, f, t, m = s["period"], s["fetch"], s["seconds_per_day"], s.get("market_difficulty") or {}
     verdicts = ", ".join(f"v{g['version']} {g['verdict']}" for g in s["gate_verdicts"])
     actions = ", ".join(f"{a['action']} v{a['version']} ({a['when']}, {a['date']})"
                         for a in s["manual_actions"])  # fmt: skip
     lines = [
-        f"# Market replay {p['start']} .. {p['end']}",
+        f"# Market replay {p.get('scenario', 'default')} {p['start']} .. {p['end']}",
         "",
         f"{p['days']} trading days of the synthetic market after a {p['warmup_days']}-day warm-up; "
-        + (f"variance ×{p['shock_size']:g} on day {p['shock_day']} ({p['shock_date']}); "
-           if p["shock_day"] else "no shock; ")
+        f"{change_text(p)}; "
+        + (f"seed {s['config']['seed']}; " if s["config"].get("seed") is not None else "")
         + f"{s['config']['fault_rate']:.0%} of the (day, symbol) fetches meet 1-2 transient faults.",
         "",
         "| goal | met | figure |",
@@ -429,6 +480,8 @@ def markdown(s: dict[str, Any]) -> str:
         decision = "RETRAIN" if r["retrain"] else ("deferred" if r.get("deferred") else "–")
         if r["candidate_version"]:
             decision += f" → v{r['candidate_version']} {r['gate'] or ''}".rstrip()
+            if r.get("holdout_start"):
+                decision += f" (holdout from {r['holdout_start']})"
         status = r["status"] + (f" ({r['failed_task']}: {r['reason']})" if r["failed_task"] else "")
         lines.append(
             f"| {r['day']} | {r['date']} | {status} | {r['seconds']:.1f} | {r['fetch_retries']} | "

@@ -21,12 +21,26 @@ relative tolerance of 1e-9, so 0.11 vs 0.10 × 1.10 counts as "at", whatever the
 Every decision carries one reason per check, fired or not, so the log says why nothing happened
 as clearly as why something did. A figure that could not be computed (no scored rows, no
 reference) never triggers, and its reason says what is missing.
+
+**The change point** (`change_point`), when a retrain runs: the first day of the current run of
+breaching days. A monitored day *breaches* when its own figures are over a limit, judged alone
+(`day_breaches`): IV RMSE more than `rmse_degradation` above the reference, or more than
+`drift_share` of the features drifted. Walking back from today over the days this Production
+version was monitored (a day that was not monitored is skipped, not a break), the run goes on
+while each day breaches; its first day is the change point. A retrain implies today breaches, so
+there always is one: today when the day before was within both limits (the day drift crossed
+its threshold, as on a shock), else the first day of the run. The monitor passes it to
+model_train as `holdout_start`, so a candidate retrained after a change is judged on the days
+after it, not on a holdout straddling it (on which every predictor fails and the gate with it).
+A day within the limits inside a persistent change (2 of 3 breaching) ends the run: the change
+point errs late, never before the change.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,3 +168,26 @@ def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
         if deferred:
             return Decision(False, [*reasons, f"[deferred] {why}"])
     return Decision(degraded or drifted, reasons)
+
+
+def day_breaches(summary: Mapping[str, Any], thresholds: Thresholds) -> bool:
+    """Whether one monitored day's own figures are over a limit, judged alone (no persistence
+    window, no backoff): its `rmse_change` above `rmse_degradation` or its `drift_share` above
+    `drift_share` (strictly, as in `decide`). A missing or non-finite figure is no breach."""
+    change, share = summary.get("rmse_change"), summary.get("drift_share")
+    return (_finite(change) and _above(change, thresholds.rmse_degradation)) or (
+        _finite(share) and _above(share, thresholds.drift_share)
+    )
+
+
+def change_point(days: Sequence[tuple[dt.date, bool]]) -> dt.date | None:
+    """The first day of the current run of breaching days: `days` are (day, breached) of the
+    monitored days, oldest first, the newest last (today). Walking back from the newest, the run
+    goes on while each day breached; the earliest day of it is returned. None when the newest day
+    did not breach (no change under way) or `days` is empty. See the module docstring."""
+    first = None
+    for day, breached in sorted(days, reverse=True):
+        if not breached:
+            break
+        first = day
+    return first

@@ -38,6 +38,7 @@ class PathsConfig:
     logs: str = MISSING
     reports: str = MISSING
     checkpoints: str = MISSING
+    state: str = MISSING  # daily market states (feature_engineer → service, pyfunc, monitor)
 
 
 @dataclass
@@ -92,13 +93,22 @@ class SyntheticMarketConfig:
     underlyings: list[UnderlyingSpec] = field(default_factory=list)
     bad_row_rate: float = MISSING
     shock_dates: list[str] = field(default_factory=list)
-    shock_size: float = MISSING  # multiplier on the variance level on a shock date
+    shock_size: float = MISSING  # multiplier on the variance level on a shock date (< 1: crush)
+    shock_skew: float = 1.0  # smile skew ×this from each shock date on (persists)
+    shock_strike_width: float = 1.0  # strikes listed ×this as wide from each shock date on
     vol_of_vol: float = MISSING
     mean_reversion: float = MISSING  # per year
     leverage: float = MISSING  # correlation of spot and vol shocks
     vol_premium: float = MISSING  # implied minus realised, in vol points (0.03 = 3 points)
     max_expiry_years: float = MISSING
     strike_std_devs: float = MISSING
+    family: str = "ssvi"  # ssvi | sabr_jumps (pipeline.market.synthetic.FAMILIES)
+    jump_intensity: float = 0.0  # Merton jumps per year on the spot path (either family)
+    jump_mean: float = 0.0  # mean log-jump
+    jump_std: float = 0.0  # standard deviation of a log-jump
+    sabr_beta: float = 0.7  # sabr_jumps: SABR backbone exponent
+    sabr_rho: float = -0.35  # sabr_jumps: 3-month SABR correlation
+    sabr_vol_of_vol: float = 0.9  # sabr_jumps: 3-month SABR vol-of-vol (ν ∝ 1/√T per expiry)
 
 
 @dataclass
@@ -166,6 +176,11 @@ class ModelTrainConfig:
     reg_lambda: float = MISSING
     early_stopping_rounds: int = MISSING
     register: bool = True  # register the model as a new version in Staging
+    fit_rows: str = "informative"  # informative (OTM+ATM) | reliable (every reliable quote)
+    spread_weighting: bool = True  # weight rows by 1 / their quoted spread in vol terms
+    # first holdout day (YYYY-MM-DD; the monitor's change point on a retrain); None = the last
+    # holdout_days. Holdout = the days from it on (the last holdout_days of them at most)
+    holdout_start: str | None = None
 
 
 @dataclass
@@ -179,6 +194,8 @@ class ModelEvaluateConfig:
     parity_tolerance: float = MISSING  # max share of put-call parity breaches (beyond a tick)
     monotonic_tolerance: float = MISSING  # max share of strike-monotonicity/convexity breaches
     bounds_tolerance: float = MISSING  # max share of prices outside no-arbitrage bounds
+    min_skill_lower_bound: float = MISSING  # the skill CI's lower bound vs the best baseline must exceed it
+    min_bootstrap_days: int = MISSING  # fewer holdout days: resample (date, underlying) groups
 
 
 @dataclass
@@ -210,6 +227,8 @@ class ServingConfig:
     poll_s: float = MISSING  # registry poll interval; 0 = off
     batch_max_contracts: int = MISSING  # adaptive batching limit; 1 = off
     timeout_s: float = MISSING
+    state_dir: str = MISSING  # the daily market states the service prices with
+    max_state_age_days: int = MISSING  # trading days: older (or missing) state → 422
 
 
 @dataclass
@@ -293,10 +312,13 @@ class ReplayConfig:
     days: int = MISSING
     warmup_days: int = MISSING
     shock_day: int | None = MISSING  # None: no shock
-    shock_size: float = MISSING
+    shock_size: float = MISSING  # variance ×this on the shock day (< 1: a vol crush)
+    shock_skew: float = 1.0  # skew ×this from the shock day on (1.6 = 60% steeper)
+    shock_strike_width: float = 1.0  # strikes listed this many times as wide from the shock day
     fault_rate: float = MISSING
     retry_base_delay: float = MISSING
     approve: bool = MISSING
+    name: str = "default"  # the scenario (configs/replay/<name>.yaml), named in the summary
 
 
 @dataclass

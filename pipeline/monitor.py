@@ -45,13 +45,15 @@ from monitoring.trigger import Decision, Thresholds, decide
 from pipeline.artifacts import Artifacts, read_frame, write_json
 from pipeline.errors import DataError
 from pipeline.market.calendar import trading_days
-from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS
+from pipeline.market_state import informative
+from pipeline.model import packaging
+from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, ContractError
 from pipeline.model_evaluate import holdout_dates
 from pipeline.registry import Registry
 from pipeline.runtime import TaskContext, TaskOutcome, TaskSpec, execute, resolve_date
 
 # besides the model's features: what scoring, the target and the per-underlying split read
-BASE_COLUMNS = ("underlying", "iv", "iv_reliable", *CONTRACT_COLUMNS)
+BASE_COLUMNS = ("underlying", "iv", "iv_reliable", "std_moneyness", "is_call", *CONTRACT_COLUMNS)
 REFERENCE_METRICS = {"rmse": "holdout.iv_rmse", "mae": "holdout.iv_mae"}
 
 
@@ -129,14 +131,17 @@ def read_scored_input(path: Path, features: list[str], what: str) -> pd.DataFram
     for col in ("quote_date", "expiry"):
         if not pd.api.types.is_datetime64_dtype(frame[col]):
             frame[col] = pd.to_datetime(frame[col])
-    return frame[frame["iv_reliable"].astype(bool)].reset_index(drop=True)
+    # informative quotes (OTM + ATM), as the reference holdout figures (pipeline.market_state)
+    return frame[informative(frame)].reset_index(drop=True)
 
 
 def score(model, frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the model's IV prediction as `iv_pred`."""
-    schema = model.metadata.get_input_schema()
-    inputs = frame if schema is None else frame[[c for c in schema.input_names() if c in frame]]
-    out = pd.DataFrame(model.predict(inputs))
+    """`frame` with the model's IV prediction as `iv_pred`: the served path, the request's raw
+    contract fields only (the model looks up each quote date's market state itself)."""
+    try:
+        out = pd.DataFrame(model.predict(packaging.served_inputs(frame)))
+    except ContractError as exc:
+        raise DataError(f"the Production model cannot price these contracts as served: {exc}") from None
     if "iv" not in out or len(out) != len(frame):
         raise DataError(f"the Production model returned {list(out.columns)} and {len(out)} rows "
                         f"for {len(frame)} contracts; expected `iv` per row")  # fmt: skip
@@ -227,7 +232,9 @@ def run(ctx: TaskContext) -> None:
         ctx.log.warning(
             "reference: %d holdout day(s) missing: %s", len(missing), [p.name for p in missing]
         )
-    model = mlflow.pyfunc.load_model(model_uri)
+    # the served path: raw contract fields in, each day's published state (as the service)
+    model = packaging.served_model(model_uri, ctx.artifacts.state_dir,
+                                   ctx.cfg.serving.max_state_age_days)  # fmt: skip
     current = score(model, read_scored_input(current_path, features, "current data"))
     reference = pd.concat([read_scored_input(p, features, "reference data") for p in found],
                           ignore_index=True)  # fmt: skip
@@ -329,9 +336,35 @@ def _log_decision(ctx: TaskContext, decision: Decision, summary: dict) -> None:
     })  # fmt: skip
 
 
+def monitored_breaches(
+    ctx: TaskContext, earlier: list[tuple[dt.date, dict]]
+) -> list[tuple[dt.date, bool]]:
+    """(day, breached) of the days this version was monitored before today (`earlier`), each
+    judged alone on its own figures (monitoring.trigger.day_breaches), then today: True, since a
+    retrain fires only on a day over a limit (the RMSE rule needs today among its breaches)."""
+    from monitoring.trigger import day_breaches
+
+    thresholds = Thresholds.from_config(ctx.task_cfg)
+    return [(day, day_breaches(s, thresholds)) for day, s in earlier] + [(ctx.date, True)]
+
+
+def retrain_holdout_start(ctx: TaskContext) -> tuple[dt.date, str]:
+    """(change point, why) for a retrain today: the first day of the current run of breaching
+    monitored days of the Production version (monitoring.trigger.change_point), passed to
+    model_train as `holdout_start` so the candidate is judged on the days after the change."""
+    from monitoring.trigger import change_point
+
+    days = monitored_breaches(ctx, earlier_summaries(ctx, _production(ctx.cfg)))
+    start = change_point(days) or ctx.date
+    run = sum(1 for day, _ in days if day >= start)
+    return start, (f"change point {start}: the first of {run} monitored day(s) in a row over a "
+                   "limit (IV RMSE or feature drift), today included")  # fmt: skip
+
+
 def _retrain(ctx: TaskContext, decision: Decision) -> dict:
-    """On a trigger (and monitor.retrain): model_train (forced) → model_evaluate, nested here;
-    the candidate waits in Staging unless auto_promote and the gate passed."""
+    """On a trigger (and monitor.retrain): model_train (forced, its holdout starting at the
+    change point: `retrain_holdout_start`) → model_evaluate, nested here; the candidate waits in
+    Staging unless auto_promote and the gate passed."""
     if not decision.retrain:
         return {"status": "not_triggered"}
     if not ctx.task_cfg.retrain:
@@ -339,8 +372,11 @@ def _retrain(ctx: TaskContext, decision: Decision) -> dict:
         return {"status": "disabled"}
     from pipeline import model_evaluate, model_train
 
+    start, why = retrain_holdout_start(ctx)
+    ctx.log.info("retrain: holdout from %s (%s)", start, why)
     cfg = ctx.cfg.copy()
     OmegaConf.update(cfg, "model_train.force", True)
+    OmegaConf.update(cfg, "model_train.holdout_start", str(start))
     trained = execute(model_train.SPEC, cfg, ctx.date)
     evaluated = execute(model_evaluate.SPEC, cfg, ctx.date)
     registry = Registry(ctx.cfg.registry.model_name)
@@ -349,6 +385,7 @@ def _retrain(ctx: TaskContext, decision: Decision) -> dict:
     out = {"status": "retrained", "train_run_id": trained.run_id,
            "evaluate_run_id": evaluated.run_id,
            "candidate_version": str(candidate.version) if candidate else None,
+           "holdout_start": str(start), "change_point": why,
            "gate": verdict, "promoted": None}  # fmt: skip
     if candidate and verdict and verdict["passed"] and ctx.task_cfg.auto_promote:
         out["promoted"] = registry.promote(version=str(candidate.version), user="monitor",

@@ -42,36 +42,6 @@ def contracts_frame(contracts: Sequence[Contract]) -> pd.DataFrame:
     return frame
 
 
-def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame: ...
-
-
-def contracts_frame(contracts: Sequence[Contract]) -> pd.DataFrame:
-    """The model's input frame: one row per contract, dates as datetime64, nulls as NaN/None."""
-    columns = {f: [getattr(c, f) for c in contracts] for f in FIELDS}
-    frame = pd.DataFrame(columns)
-    for col in ("expiry", "quote_date"):
-        frame[col] = pd.to_datetime(frame[col])
-    for col in ("rate", "dividend_yield"):
-        frame[col] = frame[col].astype(float)
-    return frame
-
-
-def check_underlyings(contracts: Sequence[Contract], known: set[str]) -> None:
-    """Raise a 422 Rejection naming every contract whose underlying the model has no state for."""
-    problems = [
-        Problem(
-            index=i,
-            field="underlying",
-            message=f"unknown underlying {c.underlying!r}: the model has market state for "
-            f"{', '.join(sorted(known))} only",
-        )  # fmt: skip
-        for i, c in enumerate(contracts)
-        if c.underlying not in known
-    ]
-    if problems:
-        raise Rejection(422, summary(problems), problems)
-
-
 def predict(pricer: Pricer, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(iv, price) arrays for the rows of `frame`.
 

@@ -163,8 +163,12 @@ class RunningService:
 
 
 def service_env(tracking_uri: str, poll_s: float = 0, **extra: str) -> dict[str, str]:
-    """The environment of a test service: our store, our poll interval, no usage tracking."""
+    """The environment of a test service: our store, the daily market states of its root, our
+    poll interval, no usage tracking."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SERVING_"))}
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):  # the tests' roots: <root>/mlflow.db, <root>/data/state
+        env["SERVING_STATE_DIR"] = str(Path(tracking_uri[len(prefix) :]).parent / "data" / "state")
     env.update(
         MLFLOW_TRACKING_URI=tracking_uri,
         SERVING_POLL_S=str(poll_s),

@@ -4,6 +4,7 @@
     generate_payload(symbol, date, cfg, market) -> payload   (the same, without the truth)
     generate_day(date, cfg, market, symbols=None) -> ({symbol: payload}, truth)
     spot_path(symbol, cfg, end_date) -> DataFrame(date, spot, variance, realised_variance, ...)
+    day_market(symbol, date, cfg, market) -> DayMarket   (the day's spot, smiles and chain rules)
 
 `cfg` is a `SyntheticMarketConfig` and `market` a `MarketConfig`, as dataclasses or OmegaConf nodes
 (read by attribute only). `date` is a `datetime.date`, a Timestamp or 'YYYY-MM-DD'; it must be a
@@ -18,8 +19,23 @@ bad_reason (a `synthetic_bad_rows.BAD_KINDS` value, "zero_bid" on good zero-bid 
 
 Randomness is drawn from streams keyed by (seed, symbol, day) (`synthetic_path.day_rng`), and
 paths are cached per configuration, so a payload never depends on what else was generated.
-Models live in `synthetic_path` (spot, variance, smile), `synthetic_quotes` (chain and quotes) and
-`synthetic_bad_rows` (defects).
+
+Families (`cfg.family`, FAMILIES):
+- `ssvi` (the default): log-OU stochastic-vol spot paths (`synthetic_path`), SSVI smiles with
+  sticky-moneyness dynamics, the default quote rules (`synthetic_quotes`);
+- `sabr_jumps`: the same SV core with less common market factor (single-stock-like) plus Merton
+  jumps (`jump_intensity`, `jump_mean`, `jump_std`; variance co-jumps on down-jumps), Hagan SABR
+  smiles per expiry with sticky-strike dynamics and jump-steepened short expiries
+  (`synthetic_sabr`; `sabr_beta`, `sabr_rho`, `sabr_vol_of_vol`), and single-stock quote rules:
+  dollar strike grids with uneven wings and missing strikes, noisier mids, wider ITM spreads,
+  stale deep-ITM quotes (`synthetic_jump_quotes`). The jump keys act on either family's path.
+Both share `synthetic_bad_rows` (defects) and the payload/truth format.
+
+Regime knobs, both families: on each shock date (`shock_dates`) variance ×`shock_size` (< 1: a
+vol crush, the spot gapping up) and mean-reverts; from the shock date on, persistently, the
+smile's skew is ×`shock_skew` (SSVI: ρη within η(1+|ρ|) ≤ 2, see
+`synthetic_path.steepen_ssvi`; SABR: ρν) and strikes are listed ×`shock_strike_width` as wide
+(strike_std_devs × factor); both compound once per shock date passed.
 """
 
 from __future__ import annotations
@@ -32,17 +48,26 @@ import pandas as pd
 from pipeline.market.calendar import is_trading_day, to_date
 from pipeline.market.occ import format_occ_symbol
 from pipeline.market.synthetic_bad_rows import inject_bad_rows
+from pipeline.market.synthetic_jump_quotes import build_jump_chain, grid_key
 from pipeline.market.synthetic_path import (
     DT,
+    MARKET_SHARE,
+    Path,
     PathSpec,
     day_rng,
     get_path,
     path_frame,
+    regime_factor,
     smile_state,
 )
 from pipeline.market.synthetic_quotes import DayMarket, build_chain
+from pipeline.market.synthetic_sabr import SabrShape, sabr_smile_state
 
-KINDS = ("etf", "index")
+KINDS = ("etf", "index", "stock")
+FAMILIES = ("ssvi", "sabr_jumps")
+# share of each day's shock variance common to every underlying, by family
+FAMILY_MARKET_SHARE = {"ssvi": MARKET_SHARE, "sabr_jumps": 0.35}
+STALE_ITM_LAGS = 5  # sabr_jumps: stale deep-ITM quotes are 1..5 trading days old
 OPTION_KEYS = (
     "option", "bid", "bid_size", "ask", "ask_size", "iv", "open_interest", "volume", "delta",
     "gamma", "vega", "theta", "rho", "theo", "change", "open", "high", "low", "tick",
@@ -56,8 +81,34 @@ TRUTH_COLUMNS = (
 )  # fmt: skip
 
 
+def _opt(cfg, key: str, default):
+    """cfg.key, or `default` for configs written before the key existed."""
+    value = getattr(cfg, key, default)
+    return default if value is None else value
+
+
+def family(cfg) -> str:
+    """The configured market family; ValueError naming the allowed ones otherwise."""
+    name = str(_opt(cfg, "family", "ssvi"))
+    if name not in FAMILIES:
+        raise ValueError(
+            f"unknown synthetic market family {name!r}; expected one of: {', '.join(FAMILIES)}"
+        )
+    return name
+
+
+def _regime_knobs(cfg) -> tuple[float, float]:
+    """(shock_skew, shock_strike_width), checked: skew ≥ 0, width > 0."""
+    skew = float(_opt(cfg, "shock_skew", 1.0))
+    width = float(_opt(cfg, "shock_strike_width", 1.0))
+    if skew < 0 or width <= 0:
+        raise ValueError(f"shock_skew must be ≥ 0 and shock_strike_width > 0; got {skew}, {width}")
+    return skew, width
+
+
 def _path_spec(symbol: str, cfg) -> PathSpec:
     """The configured underlying `symbol` as a PathSpec; ValueError naming unknown symbols."""
+    fam = family(cfg)
     known = [u.symbol for u in cfg.underlyings]
     if symbol not in known:
         raise ValueError(f"unknown synthetic underlying {symbol!r}; configured: {known}")
@@ -76,18 +127,37 @@ def _path_spec(symbol: str, cfg) -> PathSpec:
         leverage=float(cfg.leverage),
         shock_dates=tuple(sorted(to_date(d) for d in (cfg.shock_dates or ()))),
         shock_size=float(cfg.shock_size),
+        market_share=FAMILY_MARKET_SHARE[fam],
+        jump_intensity=float(_opt(cfg, "jump_intensity", 0.0)),
+        jump_mean=float(_opt(cfg, "jump_mean", 0.0)),
+        jump_std=float(_opt(cfg, "jump_std", 0.0)),
     )
+
+
+def _smile(spec: PathSpec, path: Path, i: int, cfg, carry: float):
+    """The family's smile at path day `i`, with the skew regime of that day. `carry` = r − q
+    places the SABR family's anchor forward (it does not change `atm_vol`)."""
+    skew = regime_factor(spec, path.dates[i], _regime_knobs(cfg)[0])
+    premium = float(cfg.vol_premium)
+    if family(cfg) == "ssvi":
+        return smile_state(spec, path, i, premium, skew=skew)
+    shape = SabrShape(
+        beta=float(_opt(cfg, "sabr_beta", 0.7)),
+        rho=float(_opt(cfg, "sabr_rho", -0.35)),
+        nu=float(_opt(cfg, "sabr_vol_of_vol", 0.9)),
+    )
+    return sabr_smile_state(spec, path, i, premium, carry, shape, skew=skew)
 
 
 def spot_path(symbol: str, cfg, end_date) -> pd.DataFrame:
     """Daily path of `symbol` from `cfg.origin` through `end_date`: date, spot (close),
-    variance (instantaneous, annualised), realised_variance (EWMA), open, high, low, volume,
+    variance (instantaneous, annualised), realised_variance (EWMA), open, high, low, volume, jump,
     and iv30 (the 30-day ATM implied vol the chains are priced with, as a fraction)."""
     spec, end = _path_spec(symbol, cfg), to_date(end_date)
     frame = path_frame(spec, end)
-    path, premium = get_path(spec, end), float(cfg.vol_premium)
+    path = get_path(spec, end)
     frame["iv30"] = [
-        float(smile_state(spec, path, i, premium).atm_vol(30 / 365)) for i in range(len(frame))
+        float(_smile(spec, path, i, cfg, 0.0).atm_vol(30 / 365)) for i in range(len(frame))
     ]
     return frame
 
@@ -108,8 +178,13 @@ def generate_payload(symbol: str, date, cfg, market) -> dict:
     return _generate(symbol, date, cfg, market)[0]
 
 
-def _generate(symbol: str, date, cfg, market) -> tuple[dict, dict, DayMarket]:
-    """(payload, the chain's columns in payload order, the day's market)."""
+def day_market(symbol: str, date, cfg, market) -> DayMarket:
+    """What `symbol`'s chain on `date` is built from: quoted spot, rates, today's and the previous
+    close's smiles, strike width (with its regime factor) and maximum expiry."""
+    return _day(symbol, date, cfg, market)[3]
+
+
+def _day(symbol: str, date, cfg, market) -> tuple[PathSpec, Path, int, DayMarket]:
     spec = _path_spec(symbol, cfg)
     day = to_date(date)
     if not is_trading_day(day):
@@ -120,7 +195,7 @@ def _generate(symbol: str, date, cfg, market) -> tuple[dict, dict, DayMarket]:
     i = path.index[day]
     prev = max(i - 1, 0)
     rate, q = float(market.rate), _dividend_yield(market, symbol)
-    vol_premium = float(cfg.vol_premium)
+    width = regime_factor(spec, day, _regime_knobs(cfg)[1])
     m = DayMarket(
         symbol=symbol,
         kind=spec.kind,
@@ -128,15 +203,28 @@ def _generate(symbol: str, date, cfg, market) -> tuple[dict, dict, DayMarket]:
         spot=round(path.spot[i], 2),  # price off the quoted spot, so consumers can reproduce it
         rate=rate,
         dividend_yield=q,
-        smile=smile_state(spec, path, i, vol_premium),
+        smile=_smile(spec, path, i, cfg, rate - q),
         prev_gap_days=(day - path.dates[prev]).days,
         prev_spot=round(path.spot[prev], 2),
-        prev_smile=smile_state(spec, path, prev, vol_premium),
-        strike_std_devs=float(cfg.strike_std_devs),
+        prev_smile=_smile(spec, path, prev, cfg, rate - q),
+        strike_std_devs=float(cfg.strike_std_devs) * width,
         max_years=float(cfg.max_expiry_years),
     )
+    return spec, path, i, m
+
+
+def _generate(symbol: str, date, cfg, market) -> tuple[dict, dict, DayMarket]:
+    """(payload, the chain's columns in payload order, the day's market)."""
+    spec, path, i, m = _day(symbol, date, cfg, market)
+    day = m.day
     rng = day_rng(spec.seed, symbol, day, 1)
-    chain = build_chain(m, rng)
+    if family(cfg) == "ssvi":
+        chain = build_chain(m, rng)
+    else:
+        stale = tuple(
+            round(path.spot[j], 2) for j in range(i - 1, max(i - STALE_ITM_LAGS, 0) - 1, -1)
+        )
+        chain = build_jump_chain(m, stale, rng, grid_key(spec.seed, symbol))
     lag = int(rng.integers(2, 9))  # stale quotes were made this many trading days ago
     stale_spot = (
         path.spot[i - lag]

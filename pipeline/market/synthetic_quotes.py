@@ -1,11 +1,14 @@
 """One underlying's option chain on one day of the synthetic market, as columns of NumPy arrays.
 
 `build_chain(market, rng)` lists the contracts (expiries from the calendar, round strike grids
-about ±strike_std_devs σ√T around each forward), prices them with the true SSVI vol, and quotes
-them the way a market maker would: mid = true price + a little noise, half-spread set in vol
+about ±strike_std_devs σ√T around each forward), prices them with the true vol of the day's smile
+(`market.smile.strike_vol`: SSVI in the default family), and quotes them the way a market maker
+would: mid = true price + a little noise, half-spread set in vol
 space and mapped to price through vega (wider in the wings and in stress, floored at half a tick),
 bid/ask on the tick grid, zero bid when the mid is below one tick. Volume and open interest are
-heavy-tailed, largest near the money and near expiry, with bumps at round strikes.
+heavy-tailed, largest near the money and near expiry, with bumps at round strikes. The pieces
+(`contract_grid`, `price_contracts`, `quote_from_mid`, `finish_chain`) are shared with the
+`sabr_jumps` family's own quote rules (`synthetic_jump_quotes`).
 
 Column conventions (what the payload prints): vega and rho per 1 vol/rate point, theta per
 calendar day, t = calendar days / 365 from close to expiry close.
@@ -32,7 +35,8 @@ ROOTS = {
 STRIKES_PER_EXPIRY = 90  # target strikes across ±strike_std_devs; snapping to round grids trims it
 CALL_WING = 0.75  # upside strikes stop sooner: the call wing's low vol leaves them worthless
 NICE_INCREMENTS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000)  # SPY-like $1/$5, SPX-like $5/$25..
-HALF_SPREAD_VOL = {"etf": 0.001, "index": 0.0012}  # ATM half-spread in vol (0.001 = 0.1 point)
+# ATM half-spread in vol (0.001 = 0.1 point); single stocks quote wider than index products
+HALF_SPREAD_VOL = {"etf": 0.001, "index": 0.0012, "stock": 0.003}
 HALF_SPREAD_REL = 0.0015  # plus this share of the price: deep in-the-money quotes are not tight
 VOLUME_BASE = 300.0  # expected ATM contracts/day at 1 month before the lognormal draw
 MISSING_VENDOR_IV = 0.01  # share of contracts whose vendor iv is 0.0 (Cboe's "missing")
@@ -43,12 +47,12 @@ class DayMarket:
     """What one underlying's chain on one day depends on (plain values, no config objects)."""
 
     symbol: str
-    kind: str  # etf | index
+    kind: str  # etf | index | stock
     day: dt.date
     spot: float
     rate: float
     dividend_yield: float
-    smile: SmileState
+    smile: SmileState  # or a SabrSmileState: anything with strike_vol, atm_vol, short/long_vol
     prev_gap_days: int  # calendar days since the previous close (0 on the origin)
     prev_spot: float
     prev_smile: SmileState
@@ -63,10 +67,13 @@ def root_for(symbol: str, expiry: dt.date) -> str:
 
 
 def tick_size(kind: str, price):
-    """Minimum price increment: $0.01 for ETFs; $0.05 below $3 and $0.10 above for indices."""
+    """Minimum price increment: $0.01 for ETFs; $0.05 below $3 and $0.10 above for indices;
+    $0.01 below $3 and $0.05 above for single stocks (penny-pilot style)."""
     price = np.asarray(price, float)
     if kind == "index":
         return np.where(price < 3.0, 0.05, 0.10)
+    if kind == "stock":
+        return np.where(price < 3.0, 0.01, 0.05)
     return np.full(price.shape, 0.01)
 
 
@@ -124,20 +131,28 @@ def greeks(spot, strike, t, rate, q, sigma, is_call) -> dict[str, np.ndarray]:
 def _contracts(m: DayMarket) -> dict[str, np.ndarray]:
     """Expiry × strike × {call, put} grid with maturities, forwards and the strike increment."""
     min_inc = (1.0 if m.spot >= 50 else 0.5) if m.spot < 1000 else 5.0
+    return contract_grid(m, lambda expiry, t, forward, hw: strike_grid(forward, hw, min_inc))
+
+
+def contract_grid(m: DayMarket, strikes_for) -> dict[str, np.ndarray]:
+    """Expiry × strike × {call, put} columns (expiry, root, t, forward, increment, strike,
+    is_call, discount), calls first within an expiry. `strikes_for(expiry, t, forward,
+    half_width)` → (strikes, increment: a scalar or one per strike) lists an expiry's strikes;
+    half_width = strike_std_devs σ_ATM(t) √t in log-moneyness."""
     rows: list[tuple] = []
     for expiry in standard_expiries(m.day, m.max_years):
         t = (expiry - m.day).days / 365.0
         forward = m.spot * math.exp((m.rate - m.dividend_yield) * t)
         half_width = m.strike_std_devs * float(m.smile.atm_vol(t)) * math.sqrt(t)
-        strikes, inc = strike_grid(forward, half_width, min_inc)
-        rows.append((expiry, t, forward, inc, strikes))
+        strikes, inc = strikes_for(expiry, t, forward, half_width)
+        rows.append((expiry, t, forward, np.broadcast_to(inc, np.shape(strikes)), strikes))
     n = [2 * len(r[4]) for r in rows]
     c = {
         "expiry": np.repeat(np.array([r[0] for r in rows], dtype="datetime64[D]"), n),
         "root": np.repeat(np.array([root_for(m.symbol, r[0]) for r in rows], dtype=object), n),
         "t": np.repeat([r[1] for r in rows], n),
         "forward": np.repeat([r[2] for r in rows], n),
-        "increment": np.repeat([r[3] for r in rows], n),
+        "increment": np.concatenate([np.tile(r[3], 2) for r in rows]).astype(float),
         "strike": np.concatenate([np.tile(r[4], 2) for r in rows]),
         "is_call": np.concatenate([np.repeat([True, False], len(r[4])) for r in rows]),
     }
@@ -145,28 +160,55 @@ def _contracts(m: DayMarket) -> dict[str, np.ndarray]:
     return c
 
 
+def price_contracts(m: DayMarket, c: dict) -> None:
+    """Add the truth to contracts `c`: log_m = ln(K/F), z (moneyness in ATM standard
+    deviations), true_iv (the smile's `strike_vol`), true_price and intrinsic (discounted)."""
+    t, f, k_, d, call = c["t"], c["forward"], c["strike"], c["discount"], c["is_call"]
+    log_m = np.log(k_ / f)
+    iv = m.smile.strike_vol(k_, f, t)
+    c.update(
+        log_m=log_m,
+        z=log_m / (m.smile.atm_vol(t) * np.sqrt(t)),
+        true_iv=iv,
+        true_price=black_price(f, k_, t, d, iv, call),
+        intrinsic=d * np.where(call, np.maximum(f - k_, 0.0), np.maximum(k_ - f, 0.0)),
+    )
+
+
+def stress_level(m: DayMarket) -> float:
+    """Spread multiplier in stress: short over long implied vol, at least 1."""
+    return max(1.0, m.smile.short_vol / m.smile.long_vol)
+
+
 def build_chain(m: DayMarket, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """All good contracts of the day: contract terms, truth, quotes and payload fields."""
     c = _contracts(m)
+    price_contracts(m, c)
     n = len(c["strike"])
-    t, f, k_, d, call = c["t"], c["forward"], c["strike"], c["discount"], c["is_call"]
-    log_m = np.log(k_ / f)
-    iv = m.smile.implied_vol(log_m, t)
-    price = black_price(f, k_, t, d, iv, call)
-    intrinsic = d * np.where(call, np.maximum(f - k_, 0.0), np.maximum(k_ - f, 0.0))
-    z = log_m / (m.smile.atm_vol(t) * np.sqrt(t))  # moneyness in ATM standard deviations
-    stress = max(1.0, m.smile.short_vol / m.smile.long_vol)
-    hs_vol = HALF_SPREAD_VOL[m.kind] * (1.0 + 0.4 * np.minimum(z * z, 16.0)) * stress
+    t, f, k_, d = c["t"], c["forward"], c["strike"], c["discount"]
+    iv, price, intrinsic, z = c["true_iv"], c["true_price"], c["intrinsic"], c["z"]
+    hs_vol = HALF_SPREAD_VOL[m.kind] * (1.0 + 0.4 * np.minimum(z * z, 16.0)) * stress_level(m)
     half = hs_vol * black_vega(f, k_, t, d, iv) + HALF_SPREAD_REL * price
     half = np.maximum(half, 0.5 * tick_size(m.kind, price))
     noise = half * np.clip(0.3 * rng.standard_normal(n), -0.6, 0.6)
     mid = np.maximum(price + noise, intrinsic + 0.1 * (price - intrinsic))
     bid, ask = quote_from_mid(m.kind, mid, half, intrinsic)
-    c.update(true_iv=iv, true_price=price, intrinsic=intrinsic, half_spread=half, bid=bid, ask=ask)
-    c.update(greeks(m.spot, k_, t, m.rate, m.dividend_yield, iv, call))
-    c["theo"] = price
+    c.update(half_spread=half, bid=bid, ask=ask)
+    finish_chain(m, c, mid, hs_vol, rng)
+    return c
 
-    size = 20.0 if m.kind == "etf" else 8.0
+
+def finish_chain(
+    m: DayMarket, c: dict, mid: np.ndarray, hs_vol: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Greeks and theo, sizes, volume and open interest, the vendor iv and the trade fields of a
+    quoted chain (`c` has its truth, half_spread, bid and ask; `mid` is the quoted mid)."""
+    n = len(mid)
+    t, k_, iv, z, bid = c["t"], c["strike"], c["true_iv"], c["z"], c["bid"]
+    c.update(greeks(m.spot, k_, t, m.rate, m.dividend_yield, iv, c["is_call"]))
+    c["theo"] = c["true_price"]
+
+    size = 8.0 if m.kind == "index" else 20.0
     c["bid_size"] = np.where(bid > 0, 1.0 + np.floor(rng.lognormal(math.log(size), 0.9, n)), 0.0)
     c["ask_size"] = 1.0 + np.floor(rng.lognormal(math.log(size), 0.9, n))
     multiple = np.rint(k_ / c["increment"]).astype(np.int64)
@@ -181,7 +223,6 @@ def build_chain(m: DayMarket, rng: np.random.Generator) -> dict[str, np.ndarray]
     vendor = iv + rng.normal(0.0, 1.0, n) * (0.3 * hs_vol + 0.002)
     c["iv"] = np.where(rng.random(n) < MISSING_VENDOR_IV, 0.0, np.maximum(vendor, 0.005))
     _trade_fields(m, c, mid, rng)
-    return c
 
 
 def _trade_fields(m: DayMarket, c: dict, mid: np.ndarray, rng: np.random.Generator) -> None:
@@ -189,7 +230,7 @@ def _trade_fields(m: DayMarket, c: dict, mid: np.ndarray, rng: np.random.Generat
     n = len(mid)
     t_prev = c["t"] + m.prev_gap_days / 365.0
     f_prev = m.prev_spot * np.exp((m.rate - m.dividend_yield) * t_prev)
-    iv_prev = m.prev_smile.implied_vol(np.log(c["strike"] / f_prev), t_prev)
+    iv_prev = m.prev_smile.strike_vol(c["strike"], f_prev, t_prev)
     prev = black_price(f_prev, c["strike"], t_prev, np.exp(-m.rate * t_prev), iv_prev, c["is_call"])
     c["prev_day_close"] = to_tick(prev, tick_size(m.kind, prev), "round")
     traded = c["volume"] > 0

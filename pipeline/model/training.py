@@ -22,6 +22,7 @@ import xgboost as xgb
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.market_state import informative, spread_weight
 from pipeline.model.pricer import design_matrix
 
 
@@ -61,37 +62,85 @@ def required_days(cfg) -> int:
     return int(cfg.min_train_days) + int(cfg.validation_days) + int(cfg.holdout_days)
 
 
+def holdout_start(cfg) -> dt.date | None:
+    """`cfg.holdout_start` as a date (None when unset or absent); ConfigError when not a date."""
+    value = getattr(cfg, "holdout_start", None)
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"model_train.holdout_start={value!r} is not a date; expected "
+                          "YYYY-MM-DD or null") from None  # fmt: skip
+
+
+def holdout_length(dates: Sequence[dt.date], start: dt.date | None, holdout_days: int) -> int:
+    """How many of the sorted `dates` the holdout takes: `holdout_days` without a `start`; with
+    one, the dates from `start` on, at most `holdout_days` (the newest). ConfigError when no date
+    is on or after `start`: a holdout cannot begin after the last feature day."""
+    if start is None:
+        return holdout_days
+    after = sum(1 for d in dates if d >= start)
+    if after == 0:
+        last = dates[-1] if dates else "none"
+        raise ConfigError(f"model_train.holdout_start={start} is after the last feature day "
+                          f"({last}): the holdout would be empty")  # fmt: skip
+    return min(after, holdout_days)
+
+
 def split_dates(
     dates: Sequence[dt.date], cfg, window: tuple[dt.date, dt.date] | None = None
 ) -> Split:
     """The last `holdout_days` dates → holdout, the `validation_days` before → validation, the
-    rest → train. DataError when fewer than min_train_days + validation + holdout dates."""
+    rest → train. With `holdout_start` (the monitor's change point on a retrain) the holdout is
+    the dates from it on instead (at least 1; the last `holdout_days` when there are more), so a
+    candidate retrained after a change is judged on the days after it only. DataError when the
+    train fold would have fewer than min_train_days dates."""
     dates = sorted(dates)
     hold, val, min_train = int(cfg.holdout_days), int(cfg.validation_days), int(cfg.min_train_days)
     if hold < 1 or val < 1 or min_train < 1:
         raise ConfigError(f"model_train: holdout_days={hold}, validation_days={val} and "
                           f"min_train_days={min_train} must all be at least 1")  # fmt: skip
-    need = required_days(cfg)
+    start = holdout_start(cfg)
+    if dates:
+        hold = holdout_length(dates, start, hold)
+    need = min_train + val + hold
     if len(dates) < need:
-        start, end = window or ((dates[0], dates[-1]) if dates else ("?", "?"))
+        first, last = window or ((dates[0], dates[-1]) if dates else ("?", "?"))
+        since = f" from {start}" if start is not None and dates else ""
         raise DataError(
             f"need at least {need} trading days of features (train ≥ min_train_days + validation "
-            f"+ holdout = {min_train} + {val} + {hold}), found {len(dates)} between {start} and "
-            f"{end}; short by {need - len(dates)} (run feature_engineer for more days)"
+            f"+ holdout{since} = {min_train} + {val} + {hold}), found {len(dates)} between "
+            f"{first} and {last}; short by {need - len(dates)} (run feature_engineer for more days)"
         )
     return Split(tuple(dates[: -(val + hold)]), tuple(dates[-(val + hold) : -hold]),
                  tuple(dates[-hold:]))  # fmt: skip
 
 
-def target_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose target IV is reliable and finite."""
+def target_rows(frame: pd.DataFrame, fit_rows: str = "reliable") -> pd.DataFrame:
+    """Rows whose target IV is reliable and finite; with fit_rows="informative", only the
+    OTM and ATM ones (pipeline.market_state.informative)."""
     keep = frame["iv_reliable"].astype(bool) & np.isfinite(frame["iv"].astype(float))
+    if fit_rows == "informative":
+        keep &= informative(frame)
+    elif fit_rows != "reliable":
+        raise ConfigError(f"model_train.fit_rows={fit_rows!r}: expected informative or reliable")
     return frame[keep]
 
 
-def fold_frame(frames: Mapping[dt.date, pd.DataFrame], days: Sequence[dt.date]) -> pd.DataFrame:
+def fold_frame(
+    frames: Mapping[dt.date, pd.DataFrame], days: Sequence[dt.date], fit_rows: str = "reliable"
+) -> pd.DataFrame:
     """The target rows of `days`, concatenated in date order."""
-    return pd.concat([target_rows(frames[d]) for d in days], ignore_index=True)
+    return pd.concat([target_rows(frames[d], fit_rows) for d in days], ignore_index=True)
+
+
+def row_weights(frame: pd.DataFrame, cfg) -> np.ndarray | None:
+    """1 / spread in vol per row (model_train.spread_weighting), scaled to mean 1; else None."""
+    if not bool(getattr(cfg, "spread_weighting", False)) or "spread_iv" not in frame:
+        return None
+    w = spread_weight(frame["spread_iv"])
+    return w / w.mean() if len(w) and w.mean() > 0 else None
 
 
 def xgb_params(cfg) -> dict:
@@ -114,12 +163,18 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     """Fit on the train fold, early-stop on the validation fold; see the module docstring."""
     features = check_features(cfg.features)
     split = split_dates(list(frames), cfg)
-    train, valid = fold_frame(frames, split.train), fold_frame(frames, split.validation)
+    fit_rows = str(getattr(cfg, "fit_rows", "reliable"))
+    train = fold_frame(frames, split.train, fit_rows)
+    valid = fold_frame(frames, split.validation, fit_rows)
     if train.empty or valid.empty:
         raise DataError(f"no reliable IVs to train on: {len(train)} train rows, {len(valid)} "
                         f"validation rows ({split.tags()})")  # fmt: skip
     dtrain = design_matrix(train, features, label=train["iv"].to_numpy(float))
     dvalid = design_matrix(valid, features, label=valid["iv"].to_numpy(float))
+    for matrix, frame in ((dtrain, train), (dvalid, valid)):
+        weights = row_weights(frame, cfg)
+        if weights is not None:
+            matrix.set_weight(weights)
     evals: dict = {}
     booster = xgb.train(
         xgb_params(cfg),

@@ -1,13 +1,15 @@
-"""The retrain trigger policy: RMSE degradation (at, just below, just above 10%), drift, both."""
+"""The retrain trigger policy: RMSE degradation (at, just below, just above 10%), drift, both;
+the change point a retrain's holdout starts at."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from types import SimpleNamespace
 
 import pytest
 
-from monitoring.trigger import Thresholds, decide
+from monitoring.trigger import Thresholds, change_point, day_breaches, decide
 
 REFERENCE = 0.0110
 POLICY = Thresholds(rmse_degradation=0.10, drift_share=0.5)
@@ -168,3 +170,57 @@ def test_backoff_settings_are_checked():
     cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.7, breach_days=2, window_days=3,
                           failed_gate_backoff_days=5)  # fmt: skip
     assert Thresholds.from_config(cfg) == Thresholds(0.1, 0.7, 2, 3, 5)
+
+
+# -- the change point ------------------------------------------------------------------------------
+D = [dt.date(2026, 10, 26) + dt.timedelta(days=i) for i in range(5)]  # Mon..Fri
+
+
+def test_the_change_point_is_the_first_day_of_the_current_run_of_breaches():
+    assert change_point([(D[0], False), (D[1], True), (D[2], True), (D[3], True)]) == D[1]
+    # only the current run counts: an earlier one, ended by a day within the limits, does not
+    assert change_point([(D[0], True), (D[1], False), (D[2], True), (D[3], True)]) == D[2]
+    assert change_point([(D[0], True), (D[1], True)]) == D[0]  # the run goes back to the start
+    assert change_point(list(reversed([(D[0], True), (D[1], True)]))) == D[0]  # any order in
+
+
+def test_a_shock_today_after_calm_days_is_its_own_change_point():
+    """The day drift crossed its threshold (the replay's shock day: 77% of the features)."""
+    assert change_point([(D[0], False), (D[1], False), (D[2], True)]) == D[2]
+    assert change_point([(D[2], True)]) == D[2]
+
+
+def test_no_change_point_when_today_is_within_the_limits_or_nothing_was_monitored():
+    assert change_point([(D[0], True), (D[1], False)]) is None
+    assert change_point([]) is None
+
+
+def test_a_day_breaches_on_its_own_rmse_or_drift_strictly_above_the_limit():
+    def day(change, share):
+        return {"rmse_change": change, "drift_share": share}
+
+    assert day_breaches(day(0.45, 0.1), POLICY) and day_breaches(day(0.0, 0.77), POLICY)
+    assert not day_breaches(day(0.10, 0.5), POLICY)  # exactly at both limits: no breach
+    assert not day_breaches(day(0.05, 0.2), POLICY)
+    assert not day_breaches({}, POLICY) and not day_breaches(day(math.nan, None), POLICY)
+
+
+def test_the_monitor_retrains_with_its_holdout_from_the_change_point(monkeypatch):
+    """monitor.retrain_holdout_start over earlier summaries of the same Production version: the
+    day before the run within both limits, then 2 breaching days, then today (the retrain)."""
+    from pipeline import monitor
+
+    earlier = [(D[0], {"rmse_change": 0.02, "drift_share": 0.3}),
+               (D[1], {"rmse_change": 0.45, "drift_share": 0.3}),
+               (D[2], {"rmse_change": 0.05, "drift_share": 0.77})]  # fmt: skip
+    monkeypatch.setattr(monitor, "_production", lambda cfg: SimpleNamespace(version="3"))
+    monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier)
+    cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.6, breach_days=2, window_days=3,
+                          failed_gate_backoff_days=5)  # fmt: skip
+    ctx = SimpleNamespace(task_cfg=cfg, cfg=SimpleNamespace(), date=D[3])
+    start, why = monitor.retrain_holdout_start(ctx)
+    assert start == D[1]
+    assert why == ("change point 2026-10-27: the first of 3 monitored day(s) in a row over a "
+                   "limit (IV RMSE or feature drift), today included")  # fmt: skip
+    monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier[:1])
+    assert monitor.retrain_holdout_start(ctx)[0] == D[3]  # a calm day before: today

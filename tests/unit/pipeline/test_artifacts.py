@@ -23,18 +23,18 @@ from pipeline.errors import ConfigError
 
 
 def test_names_follow_the_original_plan(tmp_path):
-    paths = OmegaConf.create(
-        {
-            k: str(tmp_path / k)
-            for k in ("root", "raw", "processed", "quarantine", "logs", "reports", "checkpoints")
-        }
-    )
+    keys = ["root", "raw", "processed", "quarantine", "logs", "reports", "checkpoints", "state"]
+    paths = OmegaConf.create({k: str(tmp_path / k) for k in keys})
     a = Artifacts(paths, "csv")
     day = dt.date(2026, 3, 2)
     assert a.raw_quotes(day).name == "options_data_20260302.csv"
     assert a.validated_quotes(day).name == "validated_data_20260302.csv"
     assert a.features(day).name == "features_20260302.csv"
     assert a.task_log("data_fetch", day).name == "data_fetch_20260302.log"
+    # the day's market state is JSON whatever the data format, under paths.state
+    assert a.state_dir == tmp_path / "state"
+    assert a.market_state(day) == tmp_path / "state" / "market_state_20260302.json"
+    assert Artifacts(paths, "parquet").market_state(day).name == "market_state_20260302.json"
     with pytest.raises(ConfigError, match="data_format"):
         Artifacts(paths, "xlsx")
 

@@ -191,6 +191,19 @@ def test_baselines_use_only_yesterdays_information():
         pd.testing.assert_frame_equal(frame, base[name])
 
 
+def test_a_new_contracts_previous_iv_is_yesterdays_smile_then_surface():
+    h = holdout()
+    smile = np.full(len(h), 0.25)
+    smile[0] = np.nan  # no smile fitted at the first day's new contract: the surface
+    h["prev_smile_iv"] = smile
+    iv = baseline_predictions(h)["baseline_prev_iv"]["iv"].to_numpy()
+    new = h["prev_iv"].isna().to_numpy()
+    assert new.sum() == 4
+    assert iv[0] == pytest.approx(h.loc[0, "prev_surface_iv"])  # no smile there
+    np.testing.assert_allclose(iv[new][1:], 0.25)  # the smile re-read at the contract
+    np.testing.assert_allclose(iv[~new], h["prev_iv"][~new])  # a known contract: its own IV
+
+
 def test_summarise_scores_every_predictor_on_the_same_rows():
     h = holdout()
     truth = pd.DataFrame({"iv": h["iv"], "price": bsm_from_iv(h, h["iv"])})
@@ -198,19 +211,189 @@ def test_summarise_scores_every_predictor_on_the_same_rows():
     preds["baseline_hist_vol"].loc[3, ["iv", "price"]] = np.nan  # one row it cannot price
     s = summarise(h, preds, CFG, seed=0)
     json.dumps(s, allow_nan=False)  # strict JSON: NaN became null
-    assert s["holdout"]["rows"] == len(h) and s["holdout"]["rows_scored"] == len(h) - 1
+    informative = (h["moneyness_class"] != "ITM").to_numpy()
+    assert informative[3] and not informative.all()  # row 3 is one the headline scores
+    n_scored = int(informative.sum()) - 1
+    assert s["holdout"]["rows"] == len(h) and s["holdout"]["rows_finite"] == len(h) - 1
+    assert s["holdout"]["rows_scored"] == n_scored  # informative finite rows
     assert s["holdout"]["days"] == 4 and s["holdout"]["start"] == "2026-03-02"
     assert s["coverage"]["baseline_hist_vol"] == pytest.approx(1 - 1 / len(h))
+    assert {m["n"] for m in s["metrics"].values()} == {n_scored}
+    assert {m["n"] for m in s["scopes"]["all"].values()} == {len(h) - 1}
     cand = s["metrics"]["candidate"]
-    assert cand["n"] == len(h) - 1 and cand["iv_rmse"] == pytest.approx(0, abs=1e-12)
+    assert cand["n"] == n_scored and cand["iv_rmse"] == pytest.approx(0, abs=1e-12)
     assert cand["iv_skill_vs_baseline_hist_vol"] == pytest.approx(1.0)
     assert cand["iv_skill_vs_baseline_prev_iv"] == pytest.approx(1.0)
     assert "iv_skill_vs_baseline_prev_iv" not in s["metrics"]["baseline_hist_vol"]
     lo, hi = s["ci"]["baseline_prev_iv"]["iv_rmse"]
     assert lo <= s["metrics"]["baseline_prev_iv"]["iv_rmse"] <= hi
+    assert s["config"]["bootstrap_unit"] == "date"  # no min_bootstrap_days configured
     assert {b["model"] for b in s["buckets"]} == set(preds)
+    assert sum(b["n"] for b in s["buckets"] if b["model"] == "candidate") == n_scored
     assert s["quant"]["candidate"]["bounds"]["share"] == 0.0
     assert set(s["quant"]) == {"candidate", "market_mid"}
+
+
+def _predictor(h: pd.DataFrame, iv) -> pd.DataFrame:
+    iv = np.asarray(iv, float)
+    return pd.DataFrame({"iv": iv, "price": bsm_from_iv(h, iv)})
+
+
+def _rmse_of(errors) -> float:
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def test_the_headline_is_on_otm_and_atm_quotes_and_itm_is_reported_under_scopes():
+    h = holdout()
+    cls = h["moneyness_class"].to_numpy()
+    itm = cls == "ITM"
+    assert set(cls) == {"OTM", "ATM", "ITM"}
+    # the candidate is exact on informative quotes and 5 vol points off on ITM ones
+    preds = {"candidate": _predictor(h, h["iv"] + np.where(itm, 0.05, 0.0)),
+             **baseline_predictions(h)}  # fmt: skip
+    s = summarise(h, preds, CFG, seed=0)
+    n_informative = int((~itm).sum())
+    assert s["holdout"]["rows_scored"] == n_informative
+    assert s["holdout"]["rows_finite"] == len(h)
+    cand = s["metrics"]["candidate"]
+    assert cand["n"] == n_informative and cand["iv_rmse"] == pytest.approx(0, abs=1e-12)
+    assert s["ci"]["candidate"]["iv_rmse"] == pytest.approx([0, 0], abs=1e-12)
+    prev = preds["baseline_prev_iv"]["iv"].to_numpy() - h["iv"].to_numpy()
+    assert s["metrics"]["baseline_prev_iv"]["iv_rmse"] == pytest.approx(_rmse_of(prev[~itm]))
+
+    scopes = s["scopes"]
+    assert set(scopes) >= {"all", "OTM+ATM", "OTM", "ATM", "ITM"}
+    for scope, rows in (("all", np.ones(len(h), bool)), ("OTM+ATM", ~itm), ("OTM", cls == "OTM"),
+                        ("ATM", cls == "ATM"), ("ITM", itm)):  # fmt: skip
+        assert set(scopes[scope]) == set(preds)
+        for model in preds:
+            assert scopes[scope][model]["n"] == rows.sum(), (scope, model)
+        assert scopes[scope]["candidate"]["iv_rmse"] == pytest.approx(
+            _rmse_of(np.where(itm, 0.05, 0.0)[rows]), abs=1e-12
+        )
+        assert scopes[scope]["baseline_prev_iv"]["iv_rmse"] == pytest.approx(_rmse_of(prev[rows]))
+    assert scopes["ITM"]["candidate"]["iv_rmse"] == pytest.approx(0.05)
+    # the OTM+ATM scope is the headline; each scope has the skills vs the baselines
+    for key in ("n", "iv_rmse", "iv_mae", "price_rmse", "iv_skill_vs_baseline_prev_iv"):
+        assert scopes["OTM+ATM"]["candidate"][key] == pytest.approx(cand[key], abs=1e-12)
+    assert scopes["ITM"]["candidate"]["iv_skill_vs_baseline_prev_iv"] == pytest.approx(
+        1 - 0.05 / _rmse_of(prev[itm])
+    )
+
+
+def test_the_moneyness_class_comes_from_the_geometry_when_the_table_has_none():
+    """ATM: |std_moneyness| <= 0.1 (inclusive); OTM: a call above or a put below that band."""
+    h = holdout(days=1).drop(columns="moneyness_class")
+    assert list(h["is_call"].astype(bool)) == [True, False] * 6
+    h["std_moneyness"] = [-0.1, 0.1, 0.1001, 0.1001, -0.1001, -0.1001,
+                          0.5, -0.5, -0.5, 0.5, 0.0, 0.0]  # fmt: skip
+    itm = np.isin(np.arange(12), [3, 4, 8, 9])  # a put above, a call below the band
+    atm = np.isin(np.arange(12), [0, 1, 10, 11])
+    preds = {"candidate": _predictor(h, h["iv"] + np.where(itm, 0.05, 0.0)),
+             **baseline_predictions(h)}  # fmt: skip
+    s = summarise(h, preds, CFG)
+    assert s["holdout"]["rows_scored"] == 8
+    assert s["metrics"]["candidate"]["iv_rmse"] == pytest.approx(0, abs=1e-12)
+    counts = {c: s["scopes"][c]["candidate"]["n"] for c in ("OTM", "ATM", "ITM")}
+    assert counts == {"OTM": 4, "ATM": atm.sum(), "ITM": itm.sum()}
+    assert s["scopes"]["ITM"]["candidate"]["iv_rmse"] == pytest.approx(0.05)
+    # a moneyness_class column, when there is one, is what decides
+    relabelled = summarise(h.assign(moneyness_class=np.where(atm, "ATM", "ITM")), preds, CFG)
+    assert relabelled["holdout"]["rows_scored"] == 4
+    assert set(relabelled["scopes"]) >= {"ATM", "ITM"} and "OTM" not in relabelled["scopes"]
+
+
+def test_spread_scopes_bucket_every_scored_row_by_its_spread_in_vol():
+    h = holdout(days=1)
+    spread = np.array([0.001, 0.005, 0.0051, 0.01, 0.015, 0.02,
+                       0.03, 0.05, 0.2, np.nan, 0.004, 0.0075])  # fmt: skip
+    h["spread_iv"] = spread
+    # each row is off by its own spread: a bucket's RMSE says which rows it holds
+    preds = {"candidate": _predictor(h, h["iv"] + np.nan_to_num(spread)),
+             **baseline_predictions(h)}  # fmt: skip
+    scopes = summarise(h, preds, CFG)["scopes"]
+    expected = {  # right-closed, in vol points: (0, 0.5], (0.5, 1], (1, 2], (2, 5], (5, inf)
+        "spread <=0.5": [0.001, 0.005, 0.004],
+        "spread 0.5-1": [0.0051, 0.01, 0.0075],
+        "spread 1-2": [0.015, 0.02],
+        "spread 2-5": [0.03, 0.05],
+        "spread >5": [0.2],
+    }
+    assert sorted(k for k in scopes if k.startswith("spread")) == sorted(expected)
+    for scope, rows in expected.items():
+        cand = scopes[scope]["candidate"]
+        assert cand["n"] == len(rows), scope  # ITM quotes included: every scored row
+        assert cand["iv_rmse"] == pytest.approx(_rmse_of(rows), rel=1e-9), scope
+        assert "iv_skill_vs_baseline_prev_iv" in cand
+    assert sum(scopes[k]["candidate"]["n"] for k in expected) == 11  # NaN spread: no bucket
+    # empty buckets are left out, and no spread_iv column gives no spread scope
+    tight = summarise(h.assign(spread_iv=0.001), preds, CFG)["scopes"]
+    assert [k for k in tight if k.startswith("spread")] == ["spread <=0.5"]
+    bare = summarise(h.drop(columns="spread_iv"), preds, CFG)["scopes"]
+    assert not [k for k in bare if k.startswith("spread")]
+
+
+def test_each_day_has_its_iv_rmse_and_its_ratio_to_the_previous_day_iv_baseline():
+    h = holdout()
+    day_index = pd.factorize(h["quote_date"])[0]
+    informative = (h["moneyness_class"] != "ITM").to_numpy()
+    # the candidate is (i + 1) vol points off on day i
+    preds = {"candidate": _predictor(h, h["iv"] + 0.01 * (day_index + 1)),
+             **baseline_predictions(h)}  # fmt: skip
+    s = summarise(h.iloc[::-1].reset_index(drop=True),  # days listed in date order whatever
+                  {k: v.iloc[::-1].reset_index(drop=True) for k, v in preds.items()}, CFG)  # fmt: skip
+    days = s["days"]
+    assert [d["date"] for d in days] == ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
+    prev_err = preds["baseline_prev_iv"]["iv"].to_numpy() - h["iv"].to_numpy()
+    for i, d in enumerate(days):
+        rows = informative & (day_index == i)
+        assert d["n"] == rows.sum()
+        assert d["candidate.iv_rmse"] == pytest.approx(0.01 * (i + 1))
+        assert d["baseline_prev_iv.iv_rmse"] == pytest.approx(_rmse_of(prev_err[rows]))
+        assert d["candidate.ratio_to_prev_iv"] == pytest.approx(
+            0.01 * (i + 1) / _rmse_of(prev_err[rows])
+        )
+        assert "baseline_hist_vol.iv_rmse" in d and "candidate.inside_spread_share" in d
+        assert not [k for k in d if k.startswith("baseline") and k.endswith("ratio_to_prev_iv")]
+    # without the previous-day-IV baseline there is nothing to take a ratio to
+    alone = summarise(h, {"candidate": preds["candidate"]}, CFG)["days"]
+    assert len(alone) == 4 and not [k for d in alone for k in d if "ratio" in k]
+
+
+def _two_underlyings(days: int) -> pd.DataFrame:
+    h = holdout(days=days)
+    return pd.concat([h, h.assign(underlying="QQQ")], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    ("min_days", "unit"),
+    [(None, "date"), (3, "date"), (4, "date"), (5, "date x underlying")],
+)
+def test_a_holdout_shorter_than_min_bootstrap_days_resamples_date_x_underlying(min_days, unit):
+    h = _two_underlyings(days=4)
+    cfg = CFG if min_days is None else OmegaConf.merge(CFG, {"min_bootstrap_days": min_days})
+    s = summarise(h, baseline_predictions(h), cfg)
+    assert s["config"]["bootstrap_unit"] == unit
+
+
+def test_date_x_underlying_groups_are_what_a_short_holdout_resamples():
+    """One day, two underlyings: over dates every resample is that day (a point), over
+    (date, underlying) groups the CI spans one underlying's error to the other's."""
+    h = _two_underlyings(days=1)
+    qqq = (h["underlying"] == "QQQ").to_numpy()
+    preds = {"candidate": _predictor(h, h["iv"] + np.where(qqq, 0.03, 0.01)),
+             **baseline_predictions(h)}  # fmt: skip
+    by_date = summarise(h, preds, OmegaConf.merge(CFG, {"min_bootstrap_days": 1}))
+    by_group = summarise(h, preds, OmegaConf.merge(CFG, {"min_bootstrap_days": 5}))
+    assert by_date["config"]["bootstrap_unit"] == "date"
+    assert by_group["config"]["bootstrap_unit"] == "date x underlying"
+    both = _rmse_of([0.01, 0.03])  # equal row counts per underlying
+    assert by_date["metrics"] == by_group["metrics"]  # the unit changes the CI only
+    assert by_date["metrics"]["candidate"]["iv_rmse"] == pytest.approx(both)
+    assert by_date["ci"]["candidate"]["iv_rmse"] == pytest.approx([both, both])
+    assert by_group["ci"]["candidate"]["iv_rmse"] == pytest.approx([0.01, 0.03])
+    lo, hi = by_group["ci"]["candidate"]["iv_skill_vs_baseline_prev_iv"]
+    assert lo < hi
 
 
 def test_summarise_rejects_misaligned_predictions():

@@ -21,6 +21,7 @@ CLEAN = {
     "convexity": {"share": 0.0, "checked": 760},
     "bounds": {"share": 0.0, "checked": 840},
 }
+HALF_WIDTH = 0.05  # the default skill CI: the point skill ± this
 
 
 def summary(
@@ -28,8 +29,12 @@ def summary(
     production: float | None = None,
     hist: float = 0.05,
     prev: float = 0.03,
+    ci: tuple[float | None, float | None] | None = None,
+    unit: str = "date",
     **quant,
 ) -> dict:
+    """A summary as evaluation.summarise writes it. The candidate's skill CI vs each baseline is
+    its point skill ± HALF_WIDTH unless `ci` gives the one vs the best baseline."""
     metrics = {
         "candidate": {"iv_rmse": candidate},
         "baseline_hist_vol": {"iv_rmse": hist},
@@ -42,8 +47,16 @@ def summary(
     checks = {k: dict(v) for k, v in CLEAN.items()}
     for k, share in quant.items():
         checks[k]["share"] = share
+    skills = {b: 1 - candidate / rmse for b, rmse in (("baseline_hist_vol", hist),
+                                                     ("baseline_prev_iv", prev))}  # fmt: skip
+    cand_ci = {f"iv_skill_vs_{b}": [s - HALF_WIDTH, s + HALF_WIDTH] for b, s in skills.items()}
+    if ci is not None:
+        best = "baseline_hist_vol" if hist < prev else "baseline_prev_iv"
+        cand_ci[f"iv_skill_vs_{best}"] = list(ci)
     return {
         "metrics": metrics,
+        "ci": {"candidate": cand_ci},
+        "config": {"confidence": 0.9, "bootstrap_unit": unit},
         "models": models,
         "quant": {"candidate": checks},
         "holdout": {"rows_scored": 840},
@@ -74,7 +87,9 @@ def test_worse_than_the_best_baseline_fails():
     assert not v.passed
     assert v.reasons == [
         "candidate IV RMSE 0.950 vol points is worse than the best baseline "
-        "baseline_prev_iv (0.900 vol points; skill -5.6%)"
+        "baseline_prev_iv (0.900 vol points; skill -5.6%)",
+        "90% CI of the IV skill vs baseline_prev_iv [-10.6%, -0.6%] (bootstrap over date): "
+        "lower bound not above the required +0.0% (skill not shown)",
     ]
 
 
@@ -117,6 +132,8 @@ def test_no_production_passes_on_baselines_and_quant_alone():
     assert v.reasons[0] == "no Production model to compare against"
     assert "production.iv_rmse" not in v.metrics
     assert any("beats or matches the best baseline baseline_prev_iv" in r for r in v.reasons)
+    assert any("lower bound above the required +0.0%" in r for r in v.reasons)
+    assert v.metrics["skill_ci_low"] == pytest.approx(1 - 0.01 / 0.03 - HALF_WIDTH)
 
 
 def test_unscored_candidate_fails():
@@ -128,7 +145,10 @@ def test_unscored_candidate_fails():
 
 def test_every_broken_rule_is_reported():
     v = gate_verdict(summary(0.05, production=0.01, prev=0.03, parity=0.2, bounds=0.01), CFG)
-    assert not v.passed and len(v.reasons) == 4
+    assert not v.passed and len(v.reasons) == 5
+    production, baseline, ci, parity, bounds = v.reasons
+    assert "Production (v2)" in production and "worse than the best baseline" in baseline
+    assert "CI of the IV skill" in ci and "parity" in parity and "bounds" in bounds
 
 
 def test_tick_breaches_within_the_spreads_pass_and_tradable_ones_fail():
@@ -143,3 +163,93 @@ def test_tick_breaches_within_the_spreads_pass_and_tradable_ones_fail():
     assert v.reasons == [
         "put-call parity breaches beyond the quoted spreads: 5.00% of 400 checked (tolerance 1.00%)"
     ]
+
+
+# -- the skill CI: evidence, not a point estimate ---------------------------------------------
+FLOOR = OmegaConf.merge(CFG, {"min_skill_lower_bound": 0.05})
+
+
+def test_a_skill_ci_lower_bound_above_the_floor_passes():
+    v = gate_verdict(summary(0.02, prev=0.03, ci=(0.0501, 0.4)), FLOOR)
+    assert v.passed, v.reasons
+    assert v.metrics["skill_ci_low"] == pytest.approx(0.0501)
+    assert (
+        "90% CI of the IV skill vs baseline_prev_iv [+5.0%, +40.0%] (bootstrap over date): "
+        "lower bound above the required +5.0%"
+    ) in v.reasons
+
+
+def test_a_skill_ci_lower_bound_at_the_floor_fails():
+    v = gate_verdict(summary(0.02, prev=0.03, ci=(0.05, 0.4)), FLOOR)
+    assert not v.passed
+    assert v.reasons == [
+        "90% CI of the IV skill vs baseline_prev_iv [+5.0%, +40.0%] (bootstrap over date): "
+        "lower bound not above the required +5.0% (skill not shown)"
+    ]
+    assert v.metrics["skill_ci_low"] == pytest.approx(0.05)
+
+
+def test_a_skill_ci_lower_bound_below_the_floor_fails():
+    v = gate_verdict(summary(0.02, prev=0.03, ci=(0.03, 0.4)), FLOOR)
+    assert not v.passed and len(v.reasons) == 1
+    assert "[+3.0%, +40.0%]" in v.reasons[0] and "not above the required +5.0%" in v.reasons[0]
+
+
+def test_without_a_configured_floor_the_lower_bound_must_be_above_zero():
+    assert "min_skill_lower_bound" not in CFG
+    assert gate_verdict(summary(0.02, prev=0.03, ci=(0.001, 0.4)), CFG).passed
+    v = gate_verdict(summary(0.02, prev=0.03, ci=(0.0, 0.4)), CFG)
+    assert not v.passed and "not above the required +0.0%" in v.reasons[0]
+
+
+def test_a_better_point_estimate_is_not_enough_when_its_ci_straddles_the_floor():
+    """Beating the best baseline on the holdout's point estimate, without evidence it would
+    on other days, fails on the CI alone."""
+    v = gate_verdict(summary(0.029, prev=0.03, ci=(-0.02, 0.08)), CFG)
+    assert not v.passed
+    assert v.reasons == [
+        "90% CI of the IV skill vs baseline_prev_iv [-2.0%, +8.0%] (bootstrap over date): "
+        "lower bound not above the required +0.0% (skill not shown)"
+    ]
+
+
+def test_the_ci_read_is_the_one_vs_the_best_baseline():
+    # hist_vol is the best baseline here: a wide margin over prev_iv does not count
+    s = summary(0.02, hist=0.025, prev=0.06, ci=(-0.01, 0.3))
+    assert s["ci"]["candidate"]["iv_skill_vs_baseline_prev_iv"][0] > 0.5
+    v = gate_verdict(s, CFG)
+    assert not v.passed
+    assert v.reasons[0].startswith("90% CI of the IV skill vs baseline_hist_vol [-1.0%, +30.0%]")
+    assert v.metrics["skill_ci_low"] == pytest.approx(-0.01)
+
+
+@pytest.mark.parametrize(
+    "drop",
+    ["no ci at all", "no candidate ci", "no skill vs the best baseline", "a null bound"],
+)
+def test_a_missing_skill_ci_fails_with_a_reason(drop):
+    s = summary(0.01)
+    if drop == "no ci at all":
+        del s["ci"]
+    elif drop == "no candidate ci":
+        s["ci"] = {"baseline_prev_iv": {"iv_rmse": [0.02, 0.04]}}
+    elif drop == "no skill vs the best baseline":
+        del s["ci"]["candidate"]["iv_skill_vs_baseline_prev_iv"]
+    else:  # summarise writes a NaN bound (no resample could score it) as null
+        s["ci"]["candidate"]["iv_skill_vs_baseline_prev_iv"] = [None, None]
+    v = gate_verdict(s, CFG)
+    assert not v.passed
+    assert v.reasons == [
+        "no confidence interval for the candidate's skill vs baseline_prev_iv (too few holdout "
+        "rows or days to bootstrap): no evidence it beats the baseline"
+    ]
+    assert "skill_ci_low" not in v.metrics
+
+
+@pytest.mark.parametrize("unit", ["date", "date x underlying"])
+def test_the_ci_reason_names_the_confidence_and_the_bootstrap_unit(unit):
+    s = summary(0.02, prev=0.03, ci=(-0.05, 0.2), unit=unit)
+    s["config"]["confidence"] = 0.95
+    (reason,) = gate_verdict(s, CFG).reasons
+    assert reason.startswith("95% CI of the IV skill vs baseline_prev_iv [-5.0%, +20.0%]")
+    assert f"(bootstrap over {unit})" in reason

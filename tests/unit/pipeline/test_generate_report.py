@@ -33,6 +33,7 @@ def _artifacts(root: Path) -> Artifacts:
         logs=root / "logs",
         reports=root / "reports",
         checkpoints=root / "data/checkpoints",
+        state=root / "data/state",
     )
     return Artifacts(paths)
 

@@ -2,7 +2,8 @@
 
 StubPricer prices deterministically from the contract (so order and version can be checked):
 iv = 0.2 + version/100 + strike/spot/1000, price = strike/100 (+1 for puts). It knows the
-underlyings SPY and _SPX, like the tiny market's model.
+underlyings SPY and _SPX, like the tiny market's model, and, like OptionsPricer, refuses a frame
+with any other with a ContractError naming each row (the service turns it into a 422).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from pipeline.model.pricer import ContractError
 from serving.model_holder import Candidate
 
 UNDERLYINGS = {"SPY", "_SPX"}
@@ -33,9 +35,9 @@ def stub_iv(version: str, strike: float, spot: float) -> float:
 class StubPricer:
     """OptionsPricer's interface: predict(context, frame) → DataFrame(iv, price); `.state`."""
 
-    def __init__(self, version: str, gate: threading.Event | None = None):
+    def __init__(self, version: str, gate: threading.Event | None = None, underlyings=UNDERLYINGS):
         self.version = version
-        self.state = SimpleNamespace(underlyings=set(UNDERLYINGS))
+        self.state = SimpleNamespace(underlyings=set(underlyings))
         self.calls: list[int] = []  # rows per call
         self.gate = gate  # when given, predict waits for it (to hold a request in flight)
         self.entered = threading.Event()  # set when a predict starts waiting for the gate
@@ -45,11 +47,21 @@ class StubPricer:
             self.entered.set()
             self.gate.wait(10)
         self.calls.append(len(model_input))
+        self.refuse_unknown_underlyings(model_input)
         strike = model_input["strike"].to_numpy(float)
         spot = model_input["spot"].to_numpy(float)
         iv = 0.2 + int(self.version) / 100 + strike / spot / 1000
         price = strike / 100 + (model_input["option_type"] == "P").to_numpy(float)
         return pd.DataFrame({"iv": iv, "price": price}, index=model_input.index)
+
+    def refuse_unknown_underlyings(self, model_input: pd.DataFrame) -> None:
+        """OptionsPricer's refusal (pipeline.model.pricer.states_for), rows by position."""
+        known = sorted(self.state.underlyings)
+        bad = [(i, u) for i, u in enumerate(model_input["underlying"]) if u not in known]
+        if bad:
+            rows = "; ".join(f"row {i}: unknown underlying {u!r}: the market state of 2026-03-30 "
+                             f"has no data for it (it has: {known})" for i, u in bad)  # fmt: skip
+            raise ContractError(f"{len(bad)} invalid contract row(s): {rows}")
 
 
 def candidate(version: str, pricer=None, offline=None, example=EXAMPLE) -> Candidate:

@@ -9,8 +9,10 @@ import threading
 import time
 import warnings
 
+import pandas as pd
 import pytest
 
+from pipeline.model.pricer import StateMissing
 from serving.engine import PricingEngine
 from tests.unit.serving.fakes import CONTRACT, FakeSource, StubPricer, candidate, iv_of, stub_iv
 
@@ -96,17 +98,46 @@ def test_bad_bodies_get_the_contract_error_body(client, case, raw, status, words
 
 
 def test_one_bad_contract_rejects_the_batch_naming_every_bad_index(client, source):
-    bad = [CONTRACT, {**CONTRACT, "strike": -1}, CONTRACT, {**CONTRACT, "underlying": "QQQ"}]
+    qqq, iwm = {**CONTRACT, "underlying": "QQQ"}, {**CONTRACT, "underlying": "IWM"}
+    bad = [CONTRACT, {**CONTRACT, "strike": -1}, CONTRACT, qqq, iwm]
     response = post(client, *bad)
     assert response.status_code == 422
     assert [(p["index"], p["field"]) for p in response.json()["problems"]] == [(1, "strike")]
-    # the schema's problems come first; once they are fixed, the model's own check names QQQ
+    # the schema's problems come first; once they are fixed, the model itself refuses the
+    # underlyings its market state has no data for, naming each (positions in this request)
     response = post(client, *[c for c in bad if c["strike"] > 0])
     assert response.status_code == 422
-    problem = response.json()["problems"][0]
-    assert (problem["index"], problem["field"]) == (2, "underlying")
-    assert "unknown underlying 'QQQ'" in problem["message"] and "SPY, _SPX" in problem["message"]
+    body = response.json()
+    assert set(body) == {"error", "problems"}
+    error = body["error"]
+    assert error.startswith("the model refused the contracts: 2 invalid contract row(s)")
+    assert "row 2: unknown underlying 'QQQ'" in error and "row 3: unknown underlying 'IWM'" in error
+    assert "['SPY', '_SPX']" in error  # what the state does have
     assert post(client, CONTRACT).status_code == 200  # and the service still answers
+
+
+def test_a_quote_date_without_a_market_state_is_a_422_naming_the_dates(client, source):
+    class NoState(StubPricer):
+        def predict(self, context, model_input, params=None):
+            if (model_input["quote_date"] > pd.Timestamp("2026-03-31")).any():
+                raise StateMissing(  # as pipeline.market_state.StateStore words it
+                    "no market state for quote_date 2026-04-02: it needs a state from "
+                    "2026-03-31..2026-04-01 (max_state_age_days=2); the newest state before it "
+                    "is 2026-03-30 (3 trading days old) (1 contract(s))"
+                )
+            return super().predict(context, model_input)
+
+    source.candidates["2"] = candidate("2", pricer=NoState("2"))
+    source.point("2")
+    assert client.post("/admin/reload", json={}).status_code == 200
+    response = post(client, CONTRACT, {**CONTRACT, "quote_date": "2026-04-02"})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error.startswith("the model refused the contracts: no market state for quote_date "
+                            "2026-04-02")  # fmt: skip
+    assert "the newest state before it is 2026-03-30" in error
+    response = post(client, CONTRACT)  # and the service still answers, with v2
+    assert response.status_code == 200 and response.json()["model_version"] == "2"
 
 
 def test_an_oversized_batch_is_a_422(client):
