@@ -22,18 +22,19 @@ Every decision carries one reason per check, fired or not, so the log says why n
 as clearly as why something did. A figure that could not be computed (no scored rows, no
 reference) never triggers, and its reason says what is missing.
 
-**The change point** (`change_point`), when a retrain runs: the first day of the current run of
-breaching days. A monitored day *breaches* when its own figures are over a limit, judged alone
-(`day_breaches`): IV RMSE more than `rmse_degradation` above the reference, or more than
-`drift_share` of the features drifted. Walking back from today over the days this Production
-version was monitored (a day that was not monitored is skipped, not a break), the run goes on
-while each day breaches; its first day is the change point. A retrain implies today breaches, so
-there always is one: today when the day before was within both limits (the day drift crossed
-its threshold, as on a shock), else the first day of the run. The monitor passes it to
-model_train as `holdout_start`, so a candidate retrained after a change is judged on the days
-after it, not on a holdout straddling it (on which every predictor fails and the gate with it).
-A day within the limits inside a persistent change (2 of 3 breaching) ends the run: the change
-point errs late, never before the change.
+**The change point** (`change_point`), when a retrain runs: for each signal that fired today
+(`Decision.fired`: "rmse", "drift"), the first day of its current run of breaching days; the
+latest of these. A monitored day breaches a signal when its own figures are over that limit,
+judged alone (`day_breaches`): IV RMSE more than `rmse_degradation` above the reference; more
+than `drift_share` of the features drifted. Walking back from today over the days this
+Production version was monitored (a day not monitored is skipped, not a break), a run goes on
+while each day breaches; a day within the limit ends it. So a retrain on drift finds the day
+drift crossed its threshold (on a shock, the shock day), one on a persistent RMSE the first day
+of the current run above the limit, and when both fired the later onset: volatile days above
+the RMSE limit before a shock do not pull the change point back before it. The monitor passes
+it to model_train as `holdout_start`, so a candidate retrained after a change is judged on the
+days from it on, not on a holdout straddling it (on which the model trained before the change
+looks better than any candidate, and the gate fails). The rule errs late, never before a run.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Thresholds:
 class Decision:
     retrain: bool
     reasons: list[str] = field(default_factory=list)
+    fired: tuple[str, ...] = ()  # the signals over their limit today: "rmse", "drift"
 
 
 def _above(value: float, limit: float) -> bool:
@@ -162,32 +164,45 @@ def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
         thresholds.drift_share,
     )
     reasons = [f"{_mark(degraded)} {rmse_reason}", f"{_mark(drifted)} {drift_reason}"]
+    fired = tuple(name for name, on in (("rmse", degraded), ("drift", drifted)) if on)
     if degraded or drifted:
         deferred, why = backoff_check(summary.get("last_failed_gate"),
                                       thresholds.failed_gate_backoff_days)  # fmt: skip
         if deferred:
-            return Decision(False, [*reasons, f"[deferred] {why}"])
-    return Decision(degraded or drifted, reasons)
+            return Decision(False, [*reasons, f"[deferred] {why}"], fired)
+    return Decision(degraded or drifted, reasons, fired)
 
 
-def day_breaches(summary: Mapping[str, Any], thresholds: Thresholds) -> bool:
-    """Whether one monitored day's own figures are over a limit, judged alone (no persistence
-    window, no backoff): its `rmse_change` above `rmse_degradation` or its `drift_share` above
-    `drift_share` (strictly, as in `decide`). A missing or non-finite figure is no breach."""
+def day_breaches(summary: Mapping[str, Any], thresholds: Thresholds) -> dict[str, bool]:
+    """{"rmse", "drift"}: whether one monitored day's own figures are over each limit, judged alone
+    (no persistence window, no backoff): its `rmse_change` above `rmse_degradation`, its
+    `drift_share` above `drift_share` (strictly, as in `decide`). A missing or non-finite figure
+    is no breach."""
     change, share = summary.get("rmse_change"), summary.get("drift_share")
-    return (_finite(change) and _above(change, thresholds.rmse_degradation)) or (
-        _finite(share) and _above(share, thresholds.drift_share)
-    )
+    return {"rmse": _finite(change) and _above(change, thresholds.rmse_degradation),
+            "drift": _finite(share) and _above(share, thresholds.drift_share)}  # fmt: skip
 
 
-def change_point(days: Sequence[tuple[dt.date, bool]]) -> dt.date | None:
-    """The first day of the current run of breaching days: `days` are (day, breached) of the
-    monitored days, oldest first, the newest last (today). Walking back from the newest, the run
-    goes on while each day breached; the earliest day of it is returned. None when the newest day
-    did not breach (no change under way) or `days` is empty. See the module docstring."""
+def run_start(days: Sequence[tuple[dt.date, bool]]) -> dt.date | None:
+    """The first day of the current run of breaching days: `days` are (day, breached), the
+    newest is today. Walking back from the newest, the run goes on while each day breached; its
+    earliest day is returned. None when the newest did not breach or `days` is empty."""
     first = None
     for day, breached in sorted(days, reverse=True):
         if not breached:
             break
         first = day
     return first
+
+
+def change_point(
+    days: Sequence[tuple[dt.date, Mapping[str, bool]]], fired: Sequence[str]
+) -> dt.date | None:
+    """The change point of a retrain (see the module docstring): `days` are (day, day_breaches)
+    of the monitored days, today (the newest) included; `fired` the signals that fired today.
+    For each, the first day of its current run (`run_start`); the latest of those. None when no
+    signal in `fired` breached on the newest day."""
+    starts = [run_start([(day, bool(flags.get(signal))) for day, flags in days])
+              for signal in fired]  # fmt: skip
+    found = [d for d in starts if d is not None]
+    return max(found) if found else None

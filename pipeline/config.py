@@ -178,6 +178,7 @@ class ModelTrainConfig:
     register: bool = True  # register the model as a new version in Staging
     fit_rows: str = "informative"  # informative (OTM+ATM) | reliable (every reliable quote)
     spread_weighting: bool = True  # weight rows by 1 / their quoted spread in vol terms
+    learn_base_blend: bool = True  # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
     # first holdout day (YYYY-MM-DD; the monitor's change point on a retrain); None = the last
     # holdout_days. Holdout = the days from it on (the last holdout_days of them at most)
     holdout_start: str | None = None

@@ -60,13 +60,18 @@ def validate_quotes(raw: pd.DataFrame, cfg, market, date) -> Validation:
     for name, idx in failures.items():  # in rule order, so reasons always read the same way
         reasons.loc[idx] += ";" + name
     bad = reasons != ""
+    # a zero bid alone is the market saying "worthless", not a defect: such rows are
+    # quarantined (no usable mid) but do not count towards the share that halts the day (a
+    # chain listed twice as wide after a shock is ~30% zero-bid wings)
+    zero_bid_only = reasons == ";bid_quoted"
     n = len(raw)
     report = {
         "date": str(date),
         "rows_in": n,
         "rows_valid": int((~bad).sum()),
         "rows_quarantined": int(bad.sum()),
-        "bad_row_share": float(bad.mean()) if n else 0.0,
+        "zero_bid_rows": int(zero_bid_only.sum()),
+        "bad_row_share": float((bad & ~zero_bid_only).mean()) if n else 0.0,
         "rules": {
             name: {"passed": n - len(failures.get(name, [])), "failed": len(failures.get(name, []))}
             for name in rule_names(schema)
@@ -76,7 +81,7 @@ def validate_quotes(raw: pd.DataFrame, cfg, market, date) -> Validation:
     }
     if report["bad_row_share"] > cfg.max_bad_row_share:
         raise DataError(
-            f"too many bad rows on {date}: {report['rows_quarantined']}/{n} "
+            f"too many bad rows on {date}: {report['rows_quarantined'] - report['zero_bid_rows']}/{n} "
             f"({report['bad_row_share']:.1%} > max_bad_row_share={cfg.max_bad_row_share:.0%}); "
             f"top rules: {_top_rules(report)}"
         )

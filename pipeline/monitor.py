@@ -337,28 +337,31 @@ def _log_decision(ctx: TaskContext, decision: Decision, summary: dict) -> None:
 
 
 def monitored_breaches(
-    ctx: TaskContext, earlier: list[tuple[dt.date, dict]]
-) -> list[tuple[dt.date, bool]]:
-    """(day, breached) of the days this version was monitored before today (`earlier`), each
-    judged alone on its own figures (monitoring.trigger.day_breaches), then today: True, since a
-    retrain fires only on a day over a limit (the RMSE rule needs today among its breaches)."""
+    ctx: TaskContext, earlier: list[tuple[dt.date, dict]], fired: tuple[str, ...]
+) -> list[tuple[dt.date, dict[str, bool]]]:
+    """(day, {"rmse", "drift"} breached) of the days this version was monitored before today
+    (`earlier`), each judged alone on its own figures (monitoring.trigger.day_breaches), then
+    today's: the signals that fired (`fired`, Decision.fired)."""
     from monitoring.trigger import day_breaches
 
     thresholds = Thresholds.from_config(ctx.task_cfg)
-    return [(day, day_breaches(s, thresholds)) for day, s in earlier] + [(ctx.date, True)]
+    today = {signal: signal in fired for signal in ("rmse", "drift")}
+    return [(day, day_breaches(s, thresholds)) for day, s in earlier] + [(ctx.date, today)]
 
 
-def retrain_holdout_start(ctx: TaskContext) -> tuple[dt.date, str]:
-    """(change point, why) for a retrain today: the first day of the current run of breaching
-    monitored days of the Production version (monitoring.trigger.change_point), passed to
-    model_train as `holdout_start` so the candidate is judged on the days after the change."""
+def retrain_holdout_start(ctx: TaskContext, decision: Decision) -> tuple[dt.date, str]:
+    """(change point, why) for today's retrain (monitoring.trigger.change_point over the
+    Production version's monitored days; today when none is found), passed to model_train as
+    `holdout_start` so the candidate is judged on the days from the change on."""
     from monitoring.trigger import change_point
 
-    days = monitored_breaches(ctx, earlier_summaries(ctx, _production(ctx.cfg)))
-    start = change_point(days) or ctx.date
+    fired = tuple(decision.fired)
+    days = monitored_breaches(ctx, earlier_summaries(ctx, _production(ctx.cfg)), fired)
+    start = change_point(days, fired) or ctx.date
     run = sum(1 for day, _ in days if day >= start)
-    return start, (f"change point {start}: the first of {run} monitored day(s) in a row over a "
-                   "limit (IV RMSE or feature drift), today included")  # fmt: skip
+    signals = " and ".join({"rmse": "IV RMSE", "drift": "feature drift"}[f] for f in fired)
+    return start, (f"change point {start}: {signals or 'the trigger'} over the limit on each of "
+                   f"the {run} monitored day(s) since, today included")  # fmt: skip
 
 
 def _retrain(ctx: TaskContext, decision: Decision) -> dict:
@@ -372,7 +375,7 @@ def _retrain(ctx: TaskContext, decision: Decision) -> dict:
         return {"status": "disabled"}
     from pipeline import model_evaluate, model_train
 
-    start, why = retrain_holdout_start(ctx)
+    start, why = retrain_holdout_start(ctx, decision)
     ctx.log.info("retrain: holdout from %s (%s)", start, why)
     cfg = ctx.cfg.copy()
     OmegaConf.update(cfg, "model_train.force", True)

@@ -30,6 +30,7 @@ price = Black-Scholes-Merton with that IV (pipeline.quant.black_scholes).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,6 +51,9 @@ UNDERLYING_STATE_COLUMNS = tuple(
     c for c in STATE_COLUMNS if c not in ("prev_iv", "prev_smile_iv", "prev_smile_iv_strike")
 )
 IV_FLOOR, IV_CAP = 0.01, 5.0
+# the base's learnt dynamics (fit_blend): yesterday's smile at this strike against yesterday's
+# forward (sticky strike) and the contract's own IV yesterday, as gaps to the smile base
+BLEND_TERMS = ("prev_smile_iv_strike", "prev_iv")
 DEFAULT_BASE_IV = 0.20  # base level where neither a surface nor a realised vol is known
 MAX_REPORTED = 10  # problems listed in one ContractError message
 
@@ -206,20 +210,59 @@ def model_features(contracts: pd.DataFrame, states: MarketState | StateStore) ->
 
 
 def base_iv(features: pd.DataFrame) -> np.ndarray:
-    """The level the booster corrects: prev_smile_iv, else prev_surface_iv, else rv_20d, else
-    DEFAULT_BASE_IV."""
+    """The smile base: prev_smile_iv, else prev_surface_iv, else rv_20d, else DEFAULT_BASE_IV."""
     base = features["prev_smile_iv"].astype(float).fillna(features["prev_surface_iv"].astype(float))
     if "rv_20d" in features:
         base = base.fillna(features["rv_20d"].astype(float))
     return base.fillna(DEFAULT_BASE_IV).to_numpy(float)
 
 
-def design_matrix(features: pd.DataFrame, names: Sequence[str], label=None) -> xgb.DMatrix:
-    """The booster's input: the `names` columns in order, with `base_iv` as base margin."""
+def blend_terms(features: pd.DataFrame, base: np.ndarray) -> np.ndarray:
+    """(rows, len(BLEND_TERMS)): each term's gap to the smile base (0 where it is unknown)."""
+    cols = []
+    for name in BLEND_TERMS:
+        value = features[name].to_numpy(float) if name in features else np.full(len(base), np.nan)
+        cols.append(np.nan_to_num(value - base, nan=0.0, posinf=0.0, neginf=0.0))
+    return np.column_stack(cols) if cols else np.zeros((len(base), 0))
+
+
+def fit_blend(features: pd.DataFrame, target, weights=None) -> dict[str, float]:
+    """The base's dynamics, learnt from the training rows: least squares of (target − smile
+    base) on the gaps of the sticky-strike smile and of the contract's own IV yesterday to it,
+    each coefficient clipped to [0, 1]. 0 and 0 = the smile re-read at today's moneyness (sticky
+    moneyness); 1 on the strike term = sticky strike; weight on prev_iv = how much of a
+    contract's own deviation from yesterday's smile persists."""
+    base = base_iv(features)
+    x, y = blend_terms(features, base), np.asarray(target, float) - base
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    ok = np.isfinite(y) & np.isfinite(w)
+    sw = np.sqrt(w[ok])[:, None]
+    coef, *_ = np.linalg.lstsq(x[ok] * sw, y[ok] * sw[:, 0], rcond=None)
+    return {n: float(np.clip(c, 0.0, 1.0)) for n, c in zip(BLEND_TERMS, coef, strict=True)}
+
+
+def blended_base(features: pd.DataFrame, blend: dict[str, float] | None) -> np.ndarray:
+    """The level the booster corrects: the smile base moved by the learnt blend (fit_blend)."""
+    base = base_iv(features)
+    if not blend:
+        return base
+    coef = np.array([float(blend.get(n, 0.0)) for n in BLEND_TERMS])
+    return base + blend_terms(features, base) @ coef
+
+
+def booster_blend(booster: xgb.Booster) -> dict[str, float]:
+    """The blend saved with the booster (an attribute: it travels in the UBJSON file)."""
+    return json.loads(booster.attr("base_blend") or "{}")
+
+
+def design_matrix(
+    features: pd.DataFrame, names: Sequence[str], label=None, blend: dict | None = None
+) -> xgb.DMatrix:
+    """The booster's input: the `names` columns in order, with `blended_base` as base margin."""
     return xgb.DMatrix(
         features[list(names)].astype(float),
         label=label,
-        base_margin=base_iv(features),
+        base_margin=blended_base(features, blend),
         feature_names=list(names),
     )
 
@@ -228,7 +271,7 @@ def predict_iv(features: pd.DataFrame, booster: xgb.Booster, names: Sequence[str
     """Clipped IV predictions for a frame that has the `names` feature columns."""
     if features.empty:
         return np.empty(0)
-    raw = booster.predict(design_matrix(features, names))
+    raw = booster.predict(design_matrix(features, names, blend=booster_blend(booster)))
     return np.clip(raw, IV_FLOOR, IV_CAP)
 
 

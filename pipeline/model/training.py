@@ -13,6 +13,7 @@ up to the best validation iteration. The same seed gives the same booster.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import xgboost as xgb
 from pipeline.errors import ConfigError, DataError
 from pipeline.feature_engineer import MODEL_FEATURES
 from pipeline.market_state import informative, spread_weight
-from pipeline.model.pricer import design_matrix
+from pipeline.model.pricer import design_matrix, fit_blend
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,10 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     if train.empty or valid.empty:
         raise DataError(f"no reliable IVs to train on: {len(train)} train rows, {len(valid)} "
                         f"validation rows ({split.tags()})")  # fmt: skip
-    dtrain = design_matrix(train, features, label=train["iv"].to_numpy(float))
-    dvalid = design_matrix(valid, features, label=valid["iv"].to_numpy(float))
+    blend = (fit_blend(train, train["iv"], row_weights(train, cfg))
+             if bool(getattr(cfg, "learn_base_blend", True)) else {})  # fmt: skip
+    dtrain = design_matrix(train, features, label=train["iv"].to_numpy(float), blend=blend)
+    dvalid = design_matrix(valid, features, label=valid["iv"].to_numpy(float), blend=blend)
     for matrix, frame in ((dtrain, train), (dvalid, valid)):
         weights = row_weights(frame, cfg)
         if weights is not None:
@@ -188,6 +191,7 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     best = int(booster.best_iteration)
     # keep the trees up to the best round: the saved model then predicts as validated
     booster = booster[: best + 1]
+    booster.set_attr(base_blend=json.dumps(blend, sort_keys=True))
     booster.set_attr(best_iteration=str(best), rows_train=str(len(train)),
                      rows_validation=str(len(valid)))  # fmt: skip
     return booster, evals, split

@@ -19,6 +19,7 @@ from pipeline import model_train
 from pipeline.artifacts import Artifacts
 from pipeline.errors import DataError
 from pipeline.model.packaging import downloaded_pickles, find_pickles
+from pipeline.model.pricer import ContractError
 from pipeline.model.training import train_model
 from pipeline.registry import Registry
 from pipeline.runtime import configure_tracking, execute
@@ -121,8 +122,8 @@ def test_model_is_registered_in_staging_without_pickle_and_prices_raw_contracts(
     local = Path(mlflow.artifacts.download_artifacts(uri))
     files = {str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()}
     assert {"MLmodel", "pyfunc_model.py", "artifacts/booster.ubj", "artifacts/model_meta.json",
-            "artifacts/state/state.json", "artifacts/state/contract_ivs.parquet",
-            "code/pipeline/model/pricer.py", "input_example.json"} <= files  # fmt: skip
+            "artifacts/market_state.json", "code/pipeline/model/pricer.py",
+            "input_example.json"} <= files  # fmt: skip
     assert not any(f.endswith((".pkl", ".pickle")) for f in files) and find_pickles(local) == []
     (local / "planted.bin").write_bytes(b"\x80\x04\x95" + bytes(8))  # the check does see pickles
     assert [p.name for p in find_pickles(local)] == ["planted.bin"]
@@ -138,8 +139,16 @@ def test_model_is_registered_in_staging_without_pickle_and_prices_raw_contracts(
     assert list(out.columns) == ["iv", "price"] and len(out) == 3
     assert out["iv"].between(0.03, 1.0).all() and (out["price"] > 0).all()
 
-    # the evaluator's call: a holdout feature table, state inputs as given, extra columns ignored
+    # the bundled state (2026-03-31's) prices 2026-04-01 only: an older quote date needs the
+    # daily states, and is refused without them, naming the dates
     holdout = pd.read_parquet(Artifacts(cfg.paths).features(LAST))
+    with pytest.raises(ContractError, match=r"no market state for quote_date 2026-03-31: it needs"):
+        model.predict(holdout[holdout["iv_reliable"]])
+    # the evaluator's call: a holdout feature table, state inputs as given, extra columns ignored,
+    # with the daily states the service reads
+    model = mlflow.pyfunc.load_model(
+        uri, model_config={"state_dir": str(Artifacts(cfg.paths).state_dir)}
+    )
     scored = model.predict(holdout[holdout["iv_reliable"]])
     rmse = float(
         np.sqrt(

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from monitoring.trigger import Thresholds, change_point, day_breaches, decide
+from monitoring.trigger import Decision, Thresholds, change_point, day_breaches, decide, run_start
 
 REFERENCE = 0.0110
 POLICY = Thresholds(rmse_degradation=0.10, drift_share=0.5)
@@ -176,51 +176,82 @@ def test_backoff_settings_are_checked():
 D = [dt.date(2026, 10, 26) + dt.timedelta(days=i) for i in range(5)]  # Mon..Fri
 
 
-def test_the_change_point_is_the_first_day_of_the_current_run_of_breaches():
-    assert change_point([(D[0], False), (D[1], True), (D[2], True), (D[3], True)]) == D[1]
-    # only the current run counts: an earlier one, ended by a day within the limits, does not
-    assert change_point([(D[0], True), (D[1], False), (D[2], True), (D[3], True)]) == D[2]
-    assert change_point([(D[0], True), (D[1], True)]) == D[0]  # the run goes back to the start
-    assert change_point(list(reversed([(D[0], True), (D[1], True)]))) == D[0]  # any order in
+def flags(rmse: str, drift: str) -> list[tuple[dt.date, dict]]:
+    """Days D[0].. with their breaches, from strings such as "-xx" (x: over the limit)."""
+    return [
+        (D[i], {"rmse": r == "x", "drift": d == "x"})
+        for i, (r, d) in enumerate(zip(rmse, drift, strict=True))
+    ]
 
 
-def test_a_shock_today_after_calm_days_is_its_own_change_point():
+def test_a_run_starts_at_its_first_breaching_day_back_from_today():
+    assert run_start([(D[0], False), (D[1], True), (D[2], True), (D[3], True)]) == D[1]
+    # only the current run counts: an earlier one, ended by a day within the limit, does not
+    assert run_start([(D[0], True), (D[1], False), (D[2], True), (D[3], True)]) == D[2]
+    assert run_start([(D[0], True), (D[1], True)]) == D[0]  # back to the first monitored day
+    assert run_start([(D[1], True), (D[0], True)]) == D[0]  # in any order
+    assert run_start([(D[0], True), (D[1], False)]) is None and run_start([]) is None
+
+
+def test_a_shock_after_calm_days_is_its_own_change_point():
     """The day drift crossed its threshold (the replay's shock day: 77% of the features)."""
-    assert change_point([(D[0], False), (D[1], False), (D[2], True)]) == D[2]
-    assert change_point([(D[2], True)]) == D[2]
+    assert change_point(flags("---", "--x"), ["drift"]) == D[2]
+    assert change_point(flags("--x", "--x"), ["rmse", "drift"]) == D[2]
 
 
-def test_no_change_point_when_today_is_within_the_limits_or_nothing_was_monitored():
-    assert change_point([(D[0], True), (D[1], False)]) is None
-    assert change_point([]) is None
+def test_drift_after_days_of_rmse_noise_starts_at_the_day_drift_crossed():
+    """Volatile days above the RMSE limit before a shock: the change is when drift crossed, the
+    later onset of the two signals that fired, not the first noisy day."""
+    days = flags("-xxxx", "---xx")
+    assert change_point(days, ["rmse", "drift"]) == D[3]
+    assert change_point(days, ["drift"]) == D[3]
+    assert change_point(days, ["rmse"]) == D[1]  # a retrain on the RMSE alone: its own run
+
+
+def test_a_persistent_rmse_rise_starts_at_its_first_day():
+    assert change_point(flags("-x-xx", "-----"), ["rmse"]) == D[3]  # a calm day ends a run
+    assert change_point(flags("xxx", "---"), ["rmse"]) == D[0]
+
+
+def test_no_change_point_without_a_signal_over_its_limit_today():
+    assert change_point(flags("xx-", "---"), ["rmse"]) is None
+    assert change_point(flags("xxx", "---"), []) is None and change_point([], ["rmse"]) is None
 
 
 def test_a_day_breaches_on_its_own_rmse_or_drift_strictly_above_the_limit():
     def day(change, share):
-        return {"rmse_change": change, "drift_share": share}
+        return day_breaches({"rmse_change": change, "drift_share": share}, POLICY)
 
-    assert day_breaches(day(0.45, 0.1), POLICY) and day_breaches(day(0.0, 0.77), POLICY)
-    assert not day_breaches(day(0.10, 0.5), POLICY)  # exactly at both limits: no breach
-    assert not day_breaches(day(0.05, 0.2), POLICY)
-    assert not day_breaches({}, POLICY) and not day_breaches(day(math.nan, None), POLICY)
+    assert day(0.45, 0.1) == {"rmse": True, "drift": False}
+    assert day(0.0, 0.77) == {"rmse": False, "drift": True}
+    assert day(0.10, 0.5) == {"rmse": False, "drift": False}  # exactly at both limits
+    assert day_breaches({}, POLICY) == day(math.nan, None) == {"rmse": False, "drift": False}
+
+
+def test_a_decision_names_the_signals_that_fired():
+    assert decide(summary(REFERENCE * 1.5, share=0.9), POLICY).fired == ("rmse", "drift")
+    assert decide(summary(REFERENCE, share=0.9), POLICY).fired == ("drift",)
+    assert decide(summary(REFERENCE), POLICY).fired == ()
+    deferred = decide(summary(REFERENCE * 1.5) | failed(1), BACKOFF)
+    assert not deferred.retrain and deferred.fired == ("rmse",)
 
 
 def test_the_monitor_retrains_with_its_holdout_from_the_change_point(monkeypatch):
-    """monitor.retrain_holdout_start over earlier summaries of the same Production version: the
-    day before the run within both limits, then 2 breaching days, then today (the retrain)."""
+    """monitor.retrain_holdout_start over earlier summaries of the same Production version: a
+    calm day, an RMSE breach, then drift over its limit the day before today's retrain."""
     from pipeline import monitor
 
     earlier = [(D[0], {"rmse_change": 0.02, "drift_share": 0.3}),
                (D[1], {"rmse_change": 0.45, "drift_share": 0.3}),
-               (D[2], {"rmse_change": 0.05, "drift_share": 0.77})]  # fmt: skip
+               (D[2], {"rmse_change": 0.35, "drift_share": 0.77})]  # fmt: skip
     monkeypatch.setattr(monitor, "_production", lambda cfg: SimpleNamespace(version="3"))
     monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier)
     cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.6, breach_days=2, window_days=3,
                           failed_gate_backoff_days=5)  # fmt: skip
     ctx = SimpleNamespace(task_cfg=cfg, cfg=SimpleNamespace(), date=D[3])
-    start, why = monitor.retrain_holdout_start(ctx)
-    assert start == D[1]
-    assert why == ("change point 2026-10-27: the first of 3 monitored day(s) in a row over a "
-                   "limit (IV RMSE or feature drift), today included")  # fmt: skip
+    both = monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse", "drift")))
+    assert both == (D[2], "change point 2026-10-28: IV RMSE and feature drift over the limit on "
+                          "each of the 2 monitored day(s) since, today included")  # fmt: skip
+    assert monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse",)))[0] == D[1]
     monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier[:1])
-    assert monitor.retrain_holdout_start(ctx)[0] == D[3]  # a calm day before: today
+    assert monitor.retrain_holdout_start(ctx, Decision(True, [], ("drift",)))[0] == D[3]
