@@ -17,7 +17,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= True
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay replay-matrix promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving bench-replay clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay replay-matrix promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving bench-accuracy bench-replay clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ bench: install ## Benchmarks quoted in the README (IV solver vs vollib; main wal
 
 bench-serving: install ## Pricing service vs mlflow models serve under wrk (needs make run + make promote, and wrk)
 	$(RUN) python -m benchmarks.serving
+
+bench-accuracy: install ## Accuracy on both market families side by side (~5 min; ARGS=--shock puts a vol shock in the holdout)
+	$(RUN) python -m benchmarks.accuracy $(ARGS)
 
 bench-replay: install ## Replay wall time per simulated day (the default 60-day replay, ~14 min; ARGS='--scenario crush --seed 3'; --peer adds a fault-free one)
 	$(RUN) python -m benchmarks.replay $(ARGS)

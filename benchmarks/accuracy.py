@@ -21,7 +21,6 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from pipeline.config import REPO_ROOT
 

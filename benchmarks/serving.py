@@ -158,7 +158,11 @@ def main() -> None:
     root = args.root.resolve()
     uri = f"sqlite:///{root}/mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SERVING_POLL_S": "0"}
+    # both servers price with the root's daily market states (the peer through the pyfunc's env)
+    state_dir = str(root / "data" / "state")
+    os.environ["OPTIONS_PRICER_STATE_DIR"] = state_dir
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SERVING_POLL_S": "0",
+           "SERVING_STATE_DIR": state_dir}  # fmt: skip
     one, batch = contracts(root, 1), contracts(root, 1000)
     ours_body = {k: json.dumps({"contracts": f.to_dict(orient="records")}) for k, f in
                  {"single": one, "batch": batch}.items()}  # fmt: skip

@@ -114,9 +114,14 @@ def golden_contracts(
     return golden.reset_index(drop=True)
 
 
-def offline_iv(model_uri: str, golden: pd.DataFrame) -> np.ndarray:
-    """The registered version's own IVs for the golden contracts, computed in this process."""
-    return pd.DataFrame(mlflow.pyfunc.load_model(model_uri).predict(golden))["iv"].to_numpy(float)
+def offline_iv(
+    model_uri: str, golden: pd.DataFrame, state_dir=None, max_state_age_days: int = 2
+) -> np.ndarray:
+    """The registered version's own IVs for the golden contracts, computed in this process with
+    the daily market states the service reads (`state_dir`)."""
+    config = {"state_dir": str(state_dir or ""), "max_state_age_days": int(max_state_age_days)}
+    model = mlflow.pyfunc.load_model(model_uri, model_config=config)
+    return pd.DataFrame(model.predict(golden))["iv"].to_numpy(float)
 
 
 def health_check(

@@ -146,7 +146,9 @@ def _roll_out(ctx: TaskContext, service: PricingService, registry: Registry, ver
     golden = golden_contracts(
         uri, _newest_features(ctx), ctx.task_cfg.golden_contracts, int(ctx.cfg.seed)
     )
-    expected = partial(offline_iv, uri, golden)  # computed only if the service gets that far
+    # computed only if the service gets that far
+    expected = partial(offline_iv, uri, golden, ctx.artifacts.state_dir,
+                       ctx.cfg.serving.max_state_age_days)  # fmt: skip
     return health_check(service, version.version, golden, expected, ctx.task_cfg.golden_tolerance)
 
 
