@@ -51,6 +51,11 @@ def predict(pricer: Pricer, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
         with np.errstate(all="ignore"):  # extreme-but-valid inputs: checked below, not warned
             out = pricer.predict(None, frame)
     except ContractError as exc:
+        # problems the model can place (a contract and a field): listed like the schema's own
+        placed = [Problem(index=int(i), field=f, message=m) for i, f, m in exc.problems
+                  if f is not None and isinstance(i, int | np.integer)]  # fmt: skip
+        if placed and len(placed) == len(exc.problems):
+            raise Rejection(422, summary(placed), placed) from None
         raise Rejection(422, f"the model refused the contracts: {exc}") from None
     iv, price = out["iv"].to_numpy(float), out["price"].to_numpy(float)
     bad = np.flatnonzero(~(np.isfinite(iv) & np.isfinite(price)))

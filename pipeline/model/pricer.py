@@ -59,7 +59,12 @@ MAX_REPORTED = 10  # problems listed in one ContractError message
 
 
 class ContractError(ValueError):
-    """Invalid contract rows; the message names each row index and its problem."""
+    """Invalid contract rows; the message names each row index and its problem. `problems`:
+    (row label, field or None, message) per problem, for callers that report them one by one."""
+
+    def __init__(self, message: str, problems=()):
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class StateMissing(ContractError):
@@ -139,12 +144,14 @@ def validate_contracts(contracts: pd.DataFrame) -> pd.DataFrame:
     return c
 
 
-def _raise(problems: list[tuple[object, str]], error: type[ContractError] = ContractError) -> None:
+def _raise(problems: list[tuple], error: type[ContractError] = ContractError) -> None:
+    """Raise `error` for (row label, message[, field]) problems, if any."""
     if problems:
-        rows = sorted({str(i) for i, _ in problems})
-        shown = "; ".join(f"row {i}: {p}" for i, p in problems[:MAX_REPORTED])
+        rows = sorted({str(p[0]) for p in problems})
+        shown = "; ".join(f"row {p[0]}: {p[1]}" for p in problems[:MAX_REPORTED])
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise error(f"{len(rows)} invalid contract row(s): {shown}{more}")
+        detail = [(p[0], p[2] if len(p) > 2 else None, p[1]) for p in problems]
+        raise error(f"{len(rows)} invalid contract row(s): {shown}{more}", detail)
 
 
 def states_for(
@@ -172,7 +179,8 @@ def states_for(
             names = c.index if labels is None else labels
             problems += [(names[i], f"unknown underlying {c['underlying'].iat[i]!r}: the market "
                           f"state of {state.as_of} has no data for it (it has: {sorted(known)}); "
-                          f"pass the columns {absent}") for i in np.flatnonzero(bad.to_numpy())]  # fmt: skip
+                          f"pass the columns {absent}", "underlying")
+                         for i in np.flatnonzero(bad.to_numpy())]  # fmt: skip
     _raise(problems)
     return states
 

@@ -47,11 +47,15 @@ def as_json(frame: pd.DataFrame) -> list[dict]:
 
 
 def offline(tracking_uri: str, version: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The registered version's own prediction, in this process (MLflow's pyfunc path)."""
+    """The registered version's own prediction, in this process (MLflow's pyfunc path), with the
+    root's daily market states (as the service reads them)."""
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        return mlflow.pyfunc.load_model(f"models:/options-pricer/{version}").predict(frame)
+        state_dir = tracking_uri.removeprefix("sqlite:///").removesuffix("mlflow.db") + "data/state"
+        model = mlflow.pyfunc.load_model(f"models:/options-pricer/{version}",
+                                         model_config={"state_dir": state_dir})  # fmt: skip
+        return model.predict(frame)
     finally:
         mlflow.set_tracking_uri(previous)
 
