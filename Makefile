@@ -68,7 +68,7 @@ daily: install ## The daily flow now for the latest closed trading day (ARGS='da
 replay: install ## Market replay of one scenario (default: 60 days, vol shock on day 40, ~14 min; ARGS='replay=shock_early seed=3', configs/replay), scored on the plan's success metrics
 	$(RUN) python -m monitoring.replay $(ARGS)
 
-replay-matrix: install ## Every replay scenario x seed -> reports/replay/replay_matrix.{json,md}; resumes (ARGS='scenarios=[shock_early,crush] seeds=[1,2] force=true'; ~10 min a scenario)
+replay-matrix: install ## Every replay scenario x seed -> reports/replay/replay_matrix.{json,md}; resumes (ARGS='scenarios=[shock_early,crush] seeds=[1,2] force=true keep=false'; ~6-14 min a run)
 	$(RUN) python -m monitoring.replay_matrix $(ARGS)
 
 promote: install ## Staging -> Production if the gate passed (VERSION=3; FORCE=1 REASON="..." to override)

@@ -1,7 +1,7 @@
 """Replay matrix: every market-replay scenario (configs/replay) × seed, one table of the goals.
 
     python -m monitoring.replay_matrix [scenarios=[shock_early,crush]] [seeds=[1,2]] [force=true]
-                                       [any Hydra override for every run, e.g. replay.days=25]
+                                       [keep=false] [any Hydra override, e.g. replay.days=25]
     (make replay-matrix ARGS='...')
 
 `scenarios` (default: every file of configs/replay but default.yaml, whose change the shorter
@@ -9,6 +9,7 @@ variance_x4 makes on day 20 of 40) and `seeds` (default: the config's `seed`) ar
 own arguments; every other argument is a Hydra override applied to each run. Each run is one
 `monitoring.replay` in its own scratch root, `outputs/replay-matrix/<scenario>-seed<n>`, one
 after the other; its summary lands in `reports/replay/matrix/<scenario>-seed<n>/` (.json, .md).
+A scratch root takes ~0.9 GB (25 days); `keep=false` removes each once its summary is saved.
 
 **Resume.** A run whose summary already exists there, made from the same configuration (a
 fingerprint of the whole resolved config, the scenario's name and scratch root left out), is
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -38,7 +40,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from monitoring.replay import change_text, period, replay_config, write_summary
+from monitoring.replay import MARKER, change_text, period, replay_config, write_summary
 from pipeline.artifacts import write_json
 from pipeline.config import CONFIG_DIR
 from pipeline.errors import ConfigError
@@ -53,7 +55,7 @@ HEADLINE = {
     "production_skill_after_the_shock_within_10pct_of_before": "skill after vs before (≤ +10%)",
     "under_2_manual_interventions_a_week": "interventions (< 2 a week)",
 }
-MATRIX_KEYS = ("scenarios", "seeds", "force")
+MATRIX_KEYS = ("scenarios", "seeds", "force", "keep")
 
 
 # -- arguments ------------------------------------------------------------------------------------
@@ -65,6 +67,7 @@ class MatrixArgs:
     seeds: tuple[int, ...] = ()  # empty: the config's seed
     force: bool = False
     overrides: tuple[str, ...] = field(default_factory=tuple)
+    keep: bool = True  # keep each run's scratch root (False: removed once its summary is saved)
 
 
 def available_scenarios(config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -80,8 +83,9 @@ def _as_list(text: str) -> list:
 
 
 def parse_args(argv: Sequence[str], known: Sequence[str] | None = None) -> MatrixArgs:
-    """`scenarios=[a,b]`, `seeds=[1,2]`, `force=true` → the matrix's arguments; any other
-    argument is kept as a Hydra override. ConfigError on an unknown scenario or a bad seed."""
+    """`scenarios=[a,b]`, `seeds=[1,2]`, `force=true`, `keep=false` → the matrix's arguments; any
+    other argument is kept as a Hydra override. ConfigError on an unknown scenario, a bad seed or
+    a flag that is not true/false."""
     known = list(available_scenarios() if known is None else known)
     mine, overrides = {}, []
     for arg in argv:
@@ -97,11 +101,16 @@ def parse_args(argv: Sequence[str], known: Sequence[str] | None = None) -> Matri
     seeds = _as_list(mine.get("seeds", ""))
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"seeds={mine.get('seeds')}: expected a list of integers, e.g. [1,2]")
-    force = yaml.safe_load(mine.get("force", "false"))
-    if not isinstance(force, bool):
-        raise ConfigError(f"force={mine.get('force')}: expected true or false")
+    force, keep = _flag(mine, "force", False), _flag(mine, "keep", True)
     return MatrixArgs(tuple(dict.fromkeys(scenarios)), tuple(dict.fromkeys(seeds)), force,
-                      tuple(overrides))  # fmt: skip
+                      tuple(overrides), keep)  # fmt: skip
+
+
+def _flag(given: dict[str, str], key: str, default: bool) -> bool:
+    value = yaml.safe_load(given[key]) if key in given else default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={given.get(key)}: expected true or false")
+    return value
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -163,9 +172,10 @@ def existing_summary(folder: Path, fingerprint_: str) -> dict | None:
 
 
 def run_all(runs: list[Run], reports: Path, force: bool,
-            replay: Callable[[DictConfig], dict]) -> list[dict]:  # fmt: skip
+            replay: Callable[[DictConfig], dict], keep: bool = True) -> list[dict]:  # fmt: skip
     """Run (or resume, or share) each run in turn; one table row each. A run that raises is a
-    row with its error; the next runs go on."""
+    row with its error; the next runs go on. Without `keep`, a run's scratch root is removed
+    once its summary is saved."""
     rows, done = [], {}  # fingerprint → (key, summary) of this matrix's runs
     for i, run in enumerate(runs, start=1):
         if run.error:
@@ -192,12 +202,20 @@ def run_all(runs: list[Run], reports: Path, force: bool,
                                  "fingerprint": run.fingerprint}  # fmt: skip
             write_summary(summary, folder, Path(summary["config"]["root"]) / "reports" / "replay")
             status = "ran"
+            if not keep:
+                remove_root(Path(run.cfg.replay.root))
         else:
             log.info("matrix %d/%d %s: summary already there, not re-run (force=true re-runs)",
                      i, len(runs), run.key)  # fmt: skip
         done[run.fingerprint] = (run.key, summary)
         rows.append(row(run, summary, status))
     return rows
+
+
+def remove_root(root: Path) -> None:
+    """Remove a replay's scratch root, only if a replay made it (its marker is there)."""
+    if (root / MARKER).exists():
+        shutil.rmtree(root)
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -349,7 +367,7 @@ def main(argv: Sequence[str] | None = None,
         return 2
     reports = Path(OmegaConf.select(base, "paths.reports"))
     log.info("matrix: %d run(s): %s", len(runs), ", ".join(r.key for r in runs))
-    rows = run_all(runs, reports, args.force, replay)
+    rows = run_all(runs, reports, args.force, replay, keep=args.keep)
     written = write_matrix(rows, reports / REPORT_DIR)
     text = markdown(rows)
     print(text[: text.index("## Every goal")].rstrip())

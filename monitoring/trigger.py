@@ -22,19 +22,25 @@ Every decision carries one reason per check, fired or not, so the log says why n
 as clearly as why something did. A figure that could not be computed (no scored rows, no
 reference) never triggers, and its reason says what is missing.
 
-**The change point** (`change_point`), when a retrain runs: for each signal that fired today
-(`Decision.fired`: "rmse", "drift"), the first day of its current run of breaching days; the
-latest of these. A monitored day breaches a signal when its own figures are over that limit,
-judged alone (`day_breaches`): IV RMSE more than `rmse_degradation` above the reference; more
-than `drift_share` of the features drifted. Walking back from today over the days this
-Production version was monitored (a day not monitored is skipped, not a break), a run goes on
-while each day breaches; a day within the limit ends it. So a retrain on drift finds the day
-drift crossed its threshold (on a shock, the shock day), one on a persistent RMSE the first day
-of the current run above the limit, and when both fired the later onset: volatile days above
-the RMSE limit before a shock do not pull the change point back before it. The monitor passes
-it to model_train as `holdout_start`, so a candidate retrained after a change is judged on the
-days from it on, not on a holdout straddling it (on which the model trained before the change
-looks better than any candidate, and the gate fails). The rule errs late, never before a run.
+**After a change** (`decide`, given the summary's `change_point`, `pending_change`, `date`): a
+retrain due on the very day drift crossed its limit waits one trading day (a candidate is judged
+on the days *after* a change; the summary records `pending_change` and the next day retrains
+even if the drift has eased); a change dated after the last failed gate lifts the failed-gate
+backoff (the backoff is for the same regime failing again, not for a new one).
+
+**The change point** (`change_point`) of a retrain on drift: the day drift crossed its
+threshold, i.e. the first day of the current run of days with more than `drift_share` of the
+features drifted. Walking back from today over the days this Production version was monitored
+(a day not monitored is skipped, not a break), the run goes on while each day is over the limit
+(`day_breaches`, each day judged alone); a day within it ends the run. On a shock it is the
+shock day; in a run of deferred retrains, still that day. The monitor passes it to model_train
+as `holdout_start`, so a candidate retrained after a change is judged on the days from it on,
+not on a holdout straddling it (on which the model trained before the change looks better than
+any candidate, and the gate fails). A retrain on the IV RMSE alone dates no change (None: the
+usual holdout, the last holdout_days): a rise without drift is the model losing ground on the
+same market, often 2 volatile days in 3; a 1-2 day holdout from it made noisier gates, and a
+promoted candidate's reference (its holdout) one volatile day, against which the next shock's
+drift no longer showed (the integration test's tiny replay then missed its shock).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TOLERANCE = 1e-9
+CHANGE_SIGNALS = ("drift",)  # the signals that date a change (see change_point)
 
 
 @dataclass(frozen=True)
@@ -165,11 +172,24 @@ def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
     )
     reasons = [f"{_mark(degraded)} {rmse_reason}", f"{_mark(drifted)} {drift_reason}"]
     fired = tuple(name for name, on in (("rmse", degraded), ("drift", drifted)) if on)
+    change = summary.get("change_point")  # first day of the current run of drift (monitor)
+    pending = summary.get("pending_change")  # a change whose retrain waited for a day after it
+    if pending and not (degraded or drifted):
+        return Decision(True, [*reasons, f"[trigger] the retrain for the change of {pending} "
+                               "waited for a day after it: that day is today"], fired)  # fmt: skip
     if degraded or drifted:
-        deferred, why = backoff_check(summary.get("last_failed_gate"),
-                                      thresholds.failed_gate_backoff_days)  # fmt: skip
-        if deferred:
-            return Decision(False, [*reasons, f"[deferred] {why}"], fired)
+        failed = summary.get("last_failed_gate")
+        if drifted and change and failed and str(change) > str(failed.get("date")):
+            reasons.append(f"[trigger] a new change on {change}, after the gate that failed on "
+                           f"{failed['date']}: the failed-gate backoff does not hold it")  # fmt: skip
+        else:
+            deferred, why = backoff_check(failed, thresholds.failed_gate_backoff_days)
+            if deferred:
+                return Decision(False, [*reasons, f"[deferred] {why}"], fired)
+        if drifted and change and str(change) == str(summary.get("date")):
+            return Decision(False, [*reasons, f"[deferred] the change began today ({change}): "
+                                    "a candidate is judged on the days after a change, so it "
+                                    "retrains on the next trading day"], fired)  # fmt: skip
     return Decision(degraded or drifted, reasons, fired)
 
 
@@ -196,13 +216,15 @@ def run_start(days: Sequence[tuple[dt.date, bool]]) -> dt.date | None:
 
 
 def change_point(
-    days: Sequence[tuple[dt.date, Mapping[str, bool]]], fired: Sequence[str]
+    days: Sequence[tuple[dt.date, Mapping[str, bool]]],
+    fired: Sequence[str],
+    signals: Sequence[str] = CHANGE_SIGNALS,
 ) -> dt.date | None:
     """The change point of a retrain (see the module docstring): `days` are (day, day_breaches)
-    of the monitored days, today (the newest) included; `fired` the signals that fired today.
-    For each, the first day of its current run (`run_start`); the latest of those. None when no
-    signal in `fired` breached on the newest day."""
+    of the monitored days, today (the newest) included; `fired` the signals that fired today
+    (Decision.fired). For each of `signals` that fired, the first day of its current run
+    (`run_start`); the latest of those. None when none of `signals` fired: no change dated."""
     starts = [run_start([(day, bool(flags.get(signal))) for day, flags in days])
-              for signal in fired]  # fmt: skip
+              for signal in signals if signal in fired]  # fmt: skip
     found = [d for d in starts if d is not None]
     return max(found) if found else None

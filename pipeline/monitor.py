@@ -44,13 +44,13 @@ from monitoring import alerts, drift, workspace
 from monitoring.trigger import Decision, Thresholds, decide
 from pipeline.artifacts import Artifacts, read_frame, write_json
 from pipeline.errors import DataError
-from pipeline.market.calendar import trading_days
+from pipeline.market.calendar import previous_trading_day, shift_trading_days, trading_days
 from pipeline.market_state import informative
 from pipeline.model import packaging
 from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, ContractError
 from pipeline.model_evaluate import holdout_dates
 from pipeline.registry import Registry
-from pipeline.runtime import TaskContext, TaskOutcome, TaskSpec, execute, resolve_date
+from pipeline.runtime import TaskContext, TaskOutcome, TaskSpec, execute, parse_date, resolve_date
 
 # besides the model's features: what scoring, the target and the per-underlying split read
 BASE_COLUMNS = ("underlying", "iv", "iv_reliable", "std_moneyness", "is_call", *CONTRACT_COLUMNS)
@@ -141,7 +141,9 @@ def score(model, frame: pd.DataFrame) -> pd.DataFrame:
     try:
         out = pd.DataFrame(model.predict(packaging.served_inputs(frame)))
     except ContractError as exc:
-        raise DataError(f"the Production model cannot price these contracts as served: {exc}") from None
+        raise DataError(
+            f"the Production model cannot price these contracts as served: {exc}"
+        ) from None
     if "iv" not in out or len(out) != len(frame):
         raise DataError(f"the Production model returned {list(out.columns)} and {len(out)} rows "
                         f"for {len(frame)} contracts; expected `iv` per row")  # fmt: skip
@@ -251,6 +253,7 @@ def run(ctx: TaskContext) -> None:
     trained_through = max(holdout_dates(mv))
     summary["trained_through"] = str(trained_through)
     summary["days_since_training"] = len(trading_days(trained_through, ctx.date)) - 1
+    summary |= change_figures(ctx, earlier, summary, thresholds)
     decision = decide(summary, thresholds)
     summary["decision"] = {"retrain": decision.retrain, "reasons": decision.reasons,
                            "thresholds": {"rmse_degradation": float(cfg.rmse_degradation),
@@ -260,7 +263,7 @@ def run(ctx: TaskContext) -> None:
     _log_decision(ctx, decision, summary)
     alerts.retrain_decision(ctx, decision)  # retrain_triggered when it says retrain
     try:
-        summary["retrain"] = _retrain(ctx, decision)
+        summary["retrain"] = _retrain(ctx, decision, summary.get("pending_change"))
     finally:  # the summary is written on a failed retrain too: it says what happened
         ctx.reports.append(write_json(summary, summary_path(ctx)))
 
@@ -349,25 +352,52 @@ def monitored_breaches(
     return [(day, day_breaches(s, thresholds)) for day, s in earlier] + [(ctx.date, today)]
 
 
-def retrain_holdout_start(ctx: TaskContext, decision: Decision) -> tuple[dt.date, str]:
-    """(change point, why) for today's retrain (monitoring.trigger.change_point over the
-    Production version's monitored days; today when none is found), passed to model_train as
-    `holdout_start` so the candidate is judged on the days from the change on."""
+def change_figures(ctx: TaskContext, earlier, summary: dict, thresholds: Thresholds) -> dict:
+    """{"change_point", "pending_change"}: the first day of the current run of days whose drift
+    is over its limit (today judged on its own figures; None when today's is not), and a change
+    whose retrain waited yesterday for a day after it (monitoring.trigger.decide)."""
+    from monitoring.trigger import day_breaches, run_start
+
+    days = [(day, day_breaches(s, thresholds)["drift"]) for day, s in earlier]
+    days.append((ctx.date, day_breaches(summary, thresholds)["drift"]))
+    start = run_start(days)
+    pending = None
+    if earlier:
+        day, last = earlier[-1]
+        waited = any("[deferred] the change began today" in r
+                     for r in (last.get("decision") or {}).get("reasons", []))  # fmt: skip
+        if waited and day == previous_trading_day(ctx.date):
+            pending = last.get("change_point")
+    return {"change_point": str(start) if start else None, "pending_change": pending}
+
+
+def retrain_holdout_start(
+    ctx: TaskContext, decision: Decision, pending: str | None = None
+) -> tuple[dt.date | None, str]:
+    """(change point, why) for today's retrain: monitoring.trigger.change_point over the
+    Production version's monitored days, passed to model_train as `holdout_start` so the
+    candidate is judged on the days from the change on; None (the usual holdout) when the
+    retrain dates no change (the IV RMSE alone fired)."""
     from monitoring.trigger import change_point
 
     fired = tuple(decision.fired)
     days = monitored_breaches(ctx, earlier_summaries(ctx, _production(ctx.cfg)), fired)
-    start = change_point(days, fired) or ctx.date
-    run = sum(1 for day, _ in days if day >= start)
-    signals = " and ".join({"rmse": "IV RMSE", "drift": "feature drift"}[f] for f in fired)
-    return start, (f"change point {start}: {signals or 'the trigger'} over the limit on each of "
-                   f"the {run} monitored day(s) since, today included")  # fmt: skip
+    change = change_point(days, fired)
+    if change is None and pending:
+        change = parse_date(pending)
+    if change is None:
+        return None, "no change dated (no feature drift over its limit today): the usual holdout"
+    start = shift_trading_days(change, 1)  # judged on the days after the change, not on it
+    if start > ctx.date:
+        return None, f"change point {change} is today: no day after it yet; the usual holdout"
+    return start, (f"change point {change}: feature drift over its limit since; the candidate is "
+                   f"judged on the days after it, from {start}")  # fmt: skip
 
 
-def _retrain(ctx: TaskContext, decision: Decision) -> dict:
-    """On a trigger (and monitor.retrain): model_train (forced, its holdout starting at the
-    change point: `retrain_holdout_start`) → model_evaluate, nested here; the candidate waits in
-    Staging unless auto_promote and the gate passed."""
+def _retrain(ctx: TaskContext, decision: Decision, pending: str | None = None) -> dict:
+    """On a trigger (and monitor.retrain): model_train (forced; on drift, its holdout starting at
+    the change point: `retrain_holdout_start`) → model_evaluate, nested here; the candidate waits
+    in Staging unless auto_promote and the gate passed."""
     if not decision.retrain:
         return {"status": "not_triggered"}
     if not ctx.task_cfg.retrain:
@@ -375,11 +405,12 @@ def _retrain(ctx: TaskContext, decision: Decision) -> dict:
         return {"status": "disabled"}
     from pipeline import model_evaluate, model_train
 
-    start, why = retrain_holdout_start(ctx, decision)
-    ctx.log.info("retrain: holdout from %s (%s)", start, why)
+    start, why = retrain_holdout_start(ctx, decision, pending)
+    ctx.log.info("retrain: %s", why)
     cfg = ctx.cfg.copy()
     OmegaConf.update(cfg, "model_train.force", True)
-    OmegaConf.update(cfg, "model_train.holdout_start", str(start))
+    if start is not None:
+        OmegaConf.update(cfg, "model_train.holdout_start", str(start))
     trained = execute(model_train.SPEC, cfg, ctx.date)
     evaluated = execute(model_evaluate.SPEC, cfg, ctx.date)
     registry = Registry(ctx.cfg.registry.model_name)
@@ -388,7 +419,7 @@ def _retrain(ctx: TaskContext, decision: Decision) -> dict:
     out = {"status": "retrained", "train_run_id": trained.run_id,
            "evaluate_run_id": evaluated.run_id,
            "candidate_version": str(candidate.version) if candidate else None,
-           "holdout_start": str(start), "change_point": why,
+           "holdout_start": str(start) if start else None, "change_point": why,
            "gate": verdict, "promoted": None}  # fmt: skip
     if candidate and verdict and verdict["passed"] and ctx.task_cfg.auto_promote:
         out["promoted"] = registry.promote(version=str(candidate.version), user="monitor",

@@ -4,11 +4,12 @@ and shared runs, the table of goals met and missed with their figures, the exit 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from monitoring import replay_matrix as matrix
-from monitoring.replay import period, summarise
+from monitoring.replay import fresh_root, period, summarise
 from pipeline.config import CONFIG_DIR, register_configs
 from pipeline.errors import ConfigError
 
@@ -75,18 +76,20 @@ def test_every_scenario_file_but_the_default_is_in_the_matrix():
 
 def test_the_matrix_arguments_and_the_overrides_for_every_run():
     args = matrix.parse_args(["scenarios=[shock_early,crush]", "seeds=[1,2]", "force=true",
-                              "replay.days=25", "model_train.n_estimators=40"])  # fmt: skip
+                              "replay.days=25", "keep=false", "model_train.n_estimators=40"])  # fmt: skip
     assert args == matrix.MatrixArgs(("shock_early", "crush"), (1, 2), True,
-                                     ("replay.days=25", "model_train.n_estimators=40"))  # fmt: skip
+                                     ("replay.days=25", "model_train.n_estimators=40"), False)  # fmt: skip
     default = matrix.parse_args([])
     assert default.scenarios == tuple(matrix.available_scenarios())
     assert default.seeds == () and default.force is False and default.overrides == ()
+    assert default.keep is True
     assert matrix.parse_args(["scenarios=crush", "seeds=3"]).seeds == (3,)
 
 
 @pytest.mark.parametrize(("bad", "match"), [("scenarios=[crush,nope]", "unknown"),
                                             ("seeds=[a]", "list of integers"),
-                                            ("force=maybe", "true or false")])  # fmt: skip
+                                            ("force=maybe", "true or false"),
+                                            ("keep=1", "true or false")])  # fmt: skip
 def test_bad_matrix_arguments_are_named(bad, match):
     with pytest.raises(ConfigError, match=match):
         matrix.parse_args([bad])
@@ -193,3 +196,25 @@ def test_main_writes_the_table_and_exits_1_when_a_goal_is_missed(tmp_path, capsy
     assert matrix.main([f"paths.root={tmp_path}", "scenarios=[shock_early]"], replay=fake) == 0
     assert len(fake.calls) == 2  # resumed
     assert matrix.main([f"paths.root={tmp_path}", "scenarios=[nope]"], replay=fake) == 2
+
+
+def test_without_keep_a_run_s_scratch_root_goes_once_its_summary_is_saved(tmp_path, compose):
+    def replay(cfg):  # a replay that made its scratch root, as run_replay does
+        root = fresh_root(Path(cfg.replay.root))
+        (root / "data.parquet").write_text("big")
+        return FakeReplay()(cfg)
+
+    args = matrix.parse_args([f"paths.root={tmp_path}", "scenarios=[crush]"])
+    runs = matrix.plan(args, compose)
+    root = Path(runs[0].cfg.replay.root)
+    matrix.run_all(runs, tmp_path / "reports", False, replay, keep=True)
+    assert (root / "data.parquet").exists()
+    rows = matrix.run_all(runs, tmp_path / "reports", True, replay, keep=False)
+    assert not root.exists() and rows[0]["status"] == "ran"
+    assert (
+        tmp_path / "reports" / "replay" / "matrix" / "crush-seed7" / "replay_summary.md"
+    ).exists()
+    precious = tmp_path / "precious"  # a directory no replay made stays
+    precious.mkdir()
+    matrix.remove_root(precious)
+    assert precious.exists()

@@ -199,23 +199,25 @@ def test_a_shock_after_calm_days_is_its_own_change_point():
     assert change_point(flags("--x", "--x"), ["rmse", "drift"]) == D[2]
 
 
-def test_drift_after_days_of_rmse_noise_starts_at_the_day_drift_crossed():
-    """Volatile days above the RMSE limit before a shock: the change is when drift crossed, the
-    later onset of the two signals that fired, not the first noisy day."""
-    days = flags("-xxxx", "---xx")
-    assert change_point(days, ["rmse", "drift"]) == D[3]
-    assert change_point(days, ["drift"]) == D[3]
-    assert change_point(days, ["rmse"]) == D[1]  # a retrain on the RMSE alone: its own run
+def test_the_change_point_is_the_day_drift_crossed_not_the_first_noisy_rmse_day():
+    """Volatile days above the RMSE limit before a shock do not pull the change point back."""
+    assert change_point(flags("-xxxx", "---xx"), ["rmse", "drift"]) == D[3]
+    assert change_point(flags("xxxxx", "-xxxx"), ["drift"]) == D[1]  # the drift run's first day
+    assert change_point(flags("xxxxx", "x-xxx"), ["drift"]) == D[2]  # a calm day ends a run
 
 
-def test_a_persistent_rmse_rise_starts_at_its_first_day():
-    assert change_point(flags("-x-xx", "-----"), ["rmse"]) == D[3]  # a calm day ends a run
-    assert change_point(flags("xxx", "---"), ["rmse"]) == D[0]
+def test_a_retrain_on_the_rmse_alone_dates_no_change():
+    """The usual holdout: a 1-2 day one from a noisy RMSE run made noisy gates and references."""
+    assert change_point(flags("-x-xx", "-----"), ["rmse"]) is None
+    assert change_point(flags("xxx", "--x"), ["rmse"]) is None  # drift over, but did not fire
+    # the signals dating a change are a parameter: with the RMSE among them, its run's start
+    assert change_point(flags("-x-xx", "-----"), ["rmse"], signals=("rmse", "drift")) == D[3]
+    assert change_point(flags("-xxxx", "---xx"), ["rmse", "drift"], ("rmse", "drift")) == D[3]
 
 
 def test_no_change_point_without_a_signal_over_its_limit_today():
-    assert change_point(flags("xx-", "---"), ["rmse"]) is None
-    assert change_point(flags("xxx", "---"), []) is None and change_point([], ["rmse"]) is None
+    assert change_point(flags("xx-", "xx-"), ["drift"]) is None
+    assert change_point(flags("xxx", "xxx"), []) is None and change_point([], ["drift"]) is None
 
 
 def test_a_day_breaches_on_its_own_rmse_or_drift_strictly_above_the_limit():
@@ -250,8 +252,84 @@ def test_the_monitor_retrains_with_its_holdout_from_the_change_point(monkeypatch
                           failed_gate_backoff_days=5)  # fmt: skip
     ctx = SimpleNamespace(task_cfg=cfg, cfg=SimpleNamespace(), date=D[3])
     both = monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse", "drift")))
-    assert both == (D[2], "change point 2026-10-28: IV RMSE and feature drift over the limit on "
-                          "each of the 2 monitored day(s) since, today included")  # fmt: skip
-    assert monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse",)))[0] == D[1]
-    monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier[:1])
-    assert monitor.retrain_holdout_start(ctx, Decision(True, [], ("drift",)))[0] == D[3]
+    # judged on the days after the change (2026-10-28), i.e. from today
+    assert both == (D[3], "change point 2026-10-28: feature drift over its limit since; the "
+                          "candidate is judged on the days after it, from 2026-10-29")  # fmt: skip
+    rmse_only = monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse",)))
+    assert rmse_only[0] is None and "the usual holdout" in rmse_only[1]
+    # the retrain a change waited for: dated by the pending change even if drift has eased
+    pending = monitor.retrain_holdout_start(ctx, Decision(True, [], ()), pending=str(D[2]))
+    assert pending[0] == D[3]
+    monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier[:2])
+    today = monitor.retrain_holdout_start(ctx, Decision(True, [], ("drift",)))
+    assert today[0] is None and "no day after it yet" in today[1]  # a change today: none after
+
+
+def test_a_retrain_on_drift_passes_the_change_point_to_model_train(monkeypatch):
+    """monitor._retrain: model_train and model_evaluate see model_train.holdout_start = the change
+    point (and force); the outcome records it. A retrain on the IV RMSE alone leaves it null."""
+    from omegaconf import OmegaConf
+
+    from pipeline import monitor
+
+    seen = []
+
+    def execute(spec, cfg, day):
+        seen.append((spec.name, cfg.model_train.holdout_start, cfg.model_train.force, day))
+        return SimpleNamespace(run_id=f"run-{spec.name}")
+
+    class Registry:
+        def __init__(self, name):
+            pass
+
+        def resolve(self, stage):
+            return SimpleNamespace(version="4")
+
+        def verdict(self, version):
+            return {"verdict": "passed", "passed": True}
+
+    earlier = [(D[0], {"rmse_change": 0.0, "drift_share": 0.3}),
+               (D[1], {"rmse_change": 0.0, "drift_share": 0.8})]  # fmt: skip
+    monkeypatch.setattr(monitor, "execute", execute)
+    monkeypatch.setattr(monitor, "Registry", Registry)
+    monkeypatch.setattr(monitor, "_production", lambda cfg: SimpleNamespace(version="3"))
+    monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier)
+    cfg = OmegaConf.create({"registry": {"model_name": "m"},
+                            "model_train": {"force": False, "holdout_start": None}})  # fmt: skip
+    task = SimpleNamespace(rmse_degradation=0.1, drift_share=0.6, retrain=True, auto_promote=False)
+    ctx = SimpleNamespace(cfg=cfg, task_cfg=task, date=D[2], log=SimpleNamespace(info=print),
+                          metric=lambda *a: None)  # fmt: skip
+    out = monitor._retrain(ctx, Decision(True, [], ("drift",)))
+    # the change began 2026-10-27: the candidate is judged from the day after, 2026-10-28
+    assert seen == [("model_train", "2026-10-28", True, D[2]),
+                    ("model_evaluate", "2026-10-28", True, D[2])]  # fmt: skip
+    assert out["holdout_start"] == "2026-10-28" and out["candidate_version"] == "4"
+    assert cfg.model_train.holdout_start is None  # the user's config is left alone
+    seen.clear()
+    out = monitor._retrain(ctx, Decision(True, [], ("rmse",)))
+    assert [s[1] for s in seen] == [None, None] and out["holdout_start"] is None
+
+
+def _due(**extra) -> dict:
+    return {"rmse": 0.01, "reference_rmse": 0.01, "drift_share": 0.8, "drifted_columns": ["rv_5d"],
+            "date": "2026-10-29", **extra}  # fmt: skip
+
+
+def test_a_retrain_due_on_the_day_of_a_change_waits_for_the_day_after():
+    th = Thresholds(0.1, 0.6, 1, 1, 5)
+    today = decide(_due(change_point="2026-10-29"), th)
+    assert not today.retrain and "[deferred] the change began today (2026-10-29)" in today.reasons[-1]
+    older = decide(_due(change_point="2026-10-28"), th)
+    assert older.retrain
+    # the next day retrains for it even when the drift has eased
+    eased = decide(_due(drift_share=0.2, change_point=None, pending_change="2026-10-28"), th)
+    assert eased.retrain and "waited for a day after it" in eased.reasons[-1]
+
+
+def test_a_new_change_after_a_failed_gate_lifts_the_backoff():
+    th = Thresholds(0.1, 0.6, 1, 1, 5)
+    failed = {"date": "2026-10-27", "version": "5", "days_ago": 2}
+    same = decide(_due(change_point="2026-10-26", last_failed_gate=failed), th)
+    assert not same.retrain and "[deferred] retrain deferred" in same.reasons[-1]
+    new = decide(_due(change_point="2026-10-28", last_failed_gate=failed), th)
+    assert new.retrain and "a new change on 2026-10-28" in new.reasons[-1]
