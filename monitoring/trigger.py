@@ -22,8 +22,13 @@ Every decision carries one reason per check, fired or not, so the log says why n
 as clearly as why something did. A figure that could not be computed (no scored rows, no
 reference) never triggers, and its reason says what is missing.
 
+**A change** is a day whose feature drift is over its limit, or whose IV RMSE jumped more than
+`change_rmse_jump` (+100%) over its reference in one day (volatile days lift it 13-78%; a shock
+several-fold). The jump needs no second day and fires on the change day itself: the features of
+a day are the state of the day before, so most of a shock's drift shows only the day after.
+
 **After a change** (`decide`, given the summary's `change_point`, `pending_change`, `date`): a
-retrain due on the very day drift crossed its limit waits one trading day (a candidate is judged
+retrain due on the very day of the change waits one trading day (a candidate is judged
 on the days *after* a change; the summary records `pending_change` and the next day retrains
 even if the drift has eased); a change dated after the last failed gate lifts the failed-gate
 backoff (the backoff is for the same regime failing again, not for a new one).
@@ -52,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TOLERANCE = 1e-9
-CHANGE_SIGNALS = ("drift",)  # the signals that date a change (see change_point)
+CHANGE_SIGNALS = ("drift", "jump")  # the signals that date a change (see change_point)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Thresholds:
     breach_days: int = 1  # days above the RMSE limit, among the last window_days, to retrain
     window_days: int = 1
     failed_gate_backoff_days: int = 0  # no retrain until this many trading days after a failed gate
+    change_rmse_jump: float = math.inf  # one day's IV RMSE above reference × (1 + this): a change
 
     def __post_init__(self) -> None:
         if not 1 <= self.breach_days <= self.window_days:
@@ -75,7 +81,8 @@ class Thresholds:
     def from_config(cls, cfg: Any) -> Thresholds:
         return cls(float(cfg.rmse_degradation), float(cfg.drift_share),
                    int(getattr(cfg, "breach_days", 1)), int(getattr(cfg, "window_days", 1)),
-                   int(getattr(cfg, "failed_gate_backoff_days", 0)))  # fmt: skip
+                   int(getattr(cfg, "failed_gate_backoff_days", 0)),
+                   float(getattr(cfg, "change_rmse_jump", math.inf) or math.inf))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,20 @@ def persistence_check(
     )
 
 
+def jump_check(change: Any, jump: float) -> tuple[bool, str | None]:
+    """(jumped, reason): one day's IV RMSE more than (1 + jump) × its reference is a change of
+    regime, not a volatile day (those lift it by 13-78% on the default market), so it needs no
+    second day; no reason when the rule is off (jump = inf)."""
+    if not math.isfinite(jump):
+        return False, None
+    if not _finite(change):
+        return False, "one-day IV RMSE jump: not computed"
+    jumped = _above(change, jump)
+    return jumped, (f"IV RMSE {change:+.0%} over its reference today, "
+                    f"{'above' if jumped else 'within'} the {jump:+.0%} that marks a change in "
+                    "one day (monitor.change_rmse_jump)")  # fmt: skip
+
+
 def backoff_check(failed: Any, backoff_days: int) -> tuple[bool, str | None]:
     """(deferred, reason) from `failed` = {"date", "version", "days_ago"} of the last candidate
     retrained for this Production version that failed the gate (None: there is none)."""
@@ -171,7 +192,12 @@ def decide(summary: Mapping[str, Any], thresholds: Thresholds) -> Decision:
         thresholds.drift_share,
     )
     reasons = [f"{_mark(degraded)} {rmse_reason}", f"{_mark(drifted)} {drift_reason}"]
-    fired = tuple(name for name, on in (("rmse", degraded), ("drift", drifted)) if on)
+    jumped, jump_reason = jump_check(summary.get("rmse_change"), thresholds.change_rmse_jump)
+    if jump_reason:
+        reasons.append(f"{_mark(jumped)} {jump_reason}")
+    fired = tuple(name for name, on in (("rmse", degraded), ("drift", drifted), ("jump", jumped))
+                  if on)  # fmt: skip
+    drifted = drifted or jumped  # a one-day jump is a change, like drift over its limit
     change = summary.get("change_point")  # first day of the current run of drift (monitor)
     pending = summary.get("pending_change")  # a change whose retrain waited for a day after it
     if pending and not (degraded or drifted):
@@ -200,7 +226,8 @@ def day_breaches(summary: Mapping[str, Any], thresholds: Thresholds) -> dict[str
     is no breach."""
     change, share = summary.get("rmse_change"), summary.get("drift_share")
     return {"rmse": _finite(change) and _above(change, thresholds.rmse_degradation),
-            "drift": _finite(share) and _above(share, thresholds.drift_share)}  # fmt: skip
+            "drift": _finite(share) and _above(share, thresholds.drift_share),
+            "jump": _finite(change) and _above(change, thresholds.change_rmse_jump)}  # fmt: skip
 
 
 def run_start(days: Sequence[tuple[dt.date, bool]]) -> dt.date | None:

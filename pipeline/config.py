@@ -250,6 +250,7 @@ class MonitorConfig:
     retrain: bool = MISSING  # on a trigger, run model_train → model_evaluate
     auto_promote: bool = False  # promote a retrained candidate that passed the gate
     failed_gate_backoff_days: int = 0  # a due retrain waits this long after a failed gate
+    change_rmse_jump: float = 1.0  # one day's IV RMSE > reference × (1 + this): a change (no 2nd day)
 
 
 @dataclass

@@ -354,12 +354,17 @@ def monitored_breaches(
 
 def change_figures(ctx: TaskContext, earlier, summary: dict, thresholds: Thresholds) -> dict:
     """{"change_point", "pending_change"}: the first day of the current run of days whose drift
-    is over its limit (today judged on its own figures; None when today's is not), and a change
+    is over its limit or whose IV RMSE jumped (monitoring.trigger.day_breaches; today judged on
+    its own figures; None when today is neither), and a change
     whose retrain waited yesterday for a day after it (monitoring.trigger.decide)."""
     from monitoring.trigger import day_breaches, run_start
 
-    days = [(day, day_breaches(s, thresholds)["drift"]) for day, s in earlier]
-    days.append((ctx.date, day_breaches(summary, thresholds)["drift"]))
+    def changed(s: dict) -> bool:
+        flags = day_breaches(s, thresholds)
+        return flags["drift"] or flags["jump"]
+
+    days = [(day, changed(s)) for day, s in earlier]
+    days.append((ctx.date, changed(summary)))
     start = run_start(days)
     pending = None
     if earlier:
@@ -386,11 +391,12 @@ def retrain_holdout_start(
     if change is None and pending:
         change = parse_date(pending)
     if change is None:
-        return None, "no change dated (no feature drift over its limit today): the usual holdout"
+        return None, ("no change dated (no feature drift over its limit, no one-day IV RMSE jump "
+                      "today): the usual holdout")
     start = shift_trading_days(change, 1)  # judged on the days after the change, not on it
     if start > ctx.date:
         return None, f"change point {change} is today: no day after it yet; the usual holdout"
-    return start, (f"change point {change}: feature drift over its limit since; the candidate is "
+    return start, (f"change point {change}: drift or an IV RMSE jump since; the candidate is "
                    f"judged on the days after it, from {start}")  # fmt: skip
 
 

@@ -46,7 +46,7 @@ def test_monitor_writes_the_report_summary_and_an_mlflow_run(registry_copy):
     assert 0.0 <= summary["drift_share"] <= 1.0
     assert set(summary["drift_scores"]) == set(summary["features"])
     assert set(summary["by_underlying"]) == {"SPY", "_SPX"}
-    assert len(summary["decision"]["reasons"]) == 2
+    assert len(summary["decision"]["reasons"]) == 3  # RMSE, drift, one-day jump
     assert summary["retrain"]["status"] in ("not_triggered", "disabled")
     metrics, tags = run.data.metrics, run.data.tags
     for key in ("rmse", "mae", "reference_rmse", "reference_mae", "drift_share",

@@ -224,10 +224,11 @@ def test_a_day_breaches_on_its_own_rmse_or_drift_strictly_above_the_limit():
     def day(change, share):
         return day_breaches({"rmse_change": change, "drift_share": share}, POLICY)
 
-    assert day(0.45, 0.1) == {"rmse": True, "drift": False}
-    assert day(0.0, 0.77) == {"rmse": False, "drift": True}
-    assert day(0.10, 0.5) == {"rmse": False, "drift": False}  # exactly at both limits
-    assert day_breaches({}, POLICY) == day(math.nan, None) == {"rmse": False, "drift": False}
+    off = {"jump": False}  # POLICY has no one-day jump rule
+    assert day(0.45, 0.1) == {"rmse": True, "drift": False, **off}
+    assert day(0.0, 0.77) == {"rmse": False, "drift": True, **off}
+    assert day(0.10, 0.5) == {"rmse": False, "drift": False, **off}  # exactly at both limits
+    assert day_breaches({}, POLICY) == day(math.nan, None) == {"rmse": False, "drift": False, **off}
 
 
 def test_a_decision_names_the_signals_that_fired():
@@ -253,7 +254,7 @@ def test_the_monitor_retrains_with_its_holdout_from_the_change_point(monkeypatch
     ctx = SimpleNamespace(task_cfg=cfg, cfg=SimpleNamespace(), date=D[3])
     both = monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse", "drift")))
     # judged on the days after the change (2026-10-28), i.e. from today
-    assert both == (D[3], "change point 2026-10-28: feature drift over its limit since; the "
+    assert both == (D[3], "change point 2026-10-28: drift or an IV RMSE jump since; the "
                           "candidate is judged on the days after it, from 2026-10-29")  # fmt: skip
     rmse_only = monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse",)))
     assert rmse_only[0] is None and "the usual holdout" in rmse_only[1]
@@ -318,7 +319,9 @@ def _due(**extra) -> dict:
 def test_a_retrain_due_on_the_day_of_a_change_waits_for_the_day_after():
     th = Thresholds(0.1, 0.6, 1, 1, 5)
     today = decide(_due(change_point="2026-10-29"), th)
-    assert not today.retrain and "[deferred] the change began today (2026-10-29)" in today.reasons[-1]
+    assert (
+        not today.retrain and "[deferred] the change began today (2026-10-29)" in today.reasons[-1]
+    )
     older = decide(_due(change_point="2026-10-28"), th)
     assert older.retrain
     # the next day retrains for it even when the drift has eased
@@ -333,3 +336,19 @@ def test_a_new_change_after_a_failed_gate_lifts_the_backoff():
     assert not same.retrain and "[deferred] retrain deferred" in same.reasons[-1]
     new = decide(_due(change_point="2026-10-28", last_failed_gate=failed), th)
     assert new.retrain and "a new change on 2026-10-28" in new.reasons[-1]
+
+
+def test_a_one_day_rmse_jump_is_a_change_that_needs_no_second_day():
+    th = Thresholds(0.1, 0.6, 2, 3, 5, change_rmse_jump=1.0)
+    calm = {"rmse": 0.03, "reference_rmse": 0.01, "rmse_change": 2.0, "drift_share": 0.3,
+            "rmse_history": [0.0, 0.0], "date": "2026-10-30"}  # fmt: skip
+    shock = decide({**calm, "change_point": "2026-10-30"}, th)
+    assert (
+        shock.fired == ("jump",)
+        and "[trigger] IV RMSE +200% over its reference" in shock.reasons[2]
+    )
+    assert not shock.retrain and shock.reasons[-1].startswith("[deferred] the change began today")
+    volatile = decide({**calm, "rmse": 0.0178, "rmse_change": 0.78, "change_point": None}, th)
+    assert volatile.fired == () and not volatile.retrain  # +78%: a volatile day, one of 3
+    assert day_breaches({"rmse_change": 2.0, "drift_share": 0.1}, th)["jump"]
+    assert not day_breaches({"rmse_change": 0.9, "drift_share": 0.1}, th)["jump"]
