@@ -109,8 +109,12 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--overrides", nargs="*", default=[])
-    parser.add_argument("--shock", action="store_true", help=f"a vol shock on {SHOCK_DAY} (a "
-                        "holdout day): variance x4 with a gap down, strikes listed twice as wide")
+    parser.add_argument(
+        "--shock",
+        action="store_true",
+        help=f"a vol shock on {SHOCK_DAY} (a "
+        "holdout day): variance x4 with a gap down, strikes listed twice as wide",
+    )
     args = parser.parse_args()
     overrides, tag = list(args.overrides), ""
     if args.shock:

@@ -178,7 +178,9 @@ class ModelTrainConfig:
     register: bool = True  # register the model as a new version in Staging
     fit_rows: str = "informative"  # informative (OTM+ATM) | reliable (every reliable quote)
     spread_weighting: bool = True  # weight rows by 1 / their quoted spread in vol terms
-    learn_base_blend: bool = True  # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
+    learn_base_blend: bool = (
+        True  # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
+    )
     # first holdout day (YYYY-MM-DD; the monitor's change point on a retrain); None = the last
     # holdout_days. Holdout = the days from it on (the last holdout_days of them at most)
     holdout_start: str | None = None
@@ -195,7 +197,9 @@ class ModelEvaluateConfig:
     parity_tolerance: float = MISSING  # max share of put-call parity breaches (beyond a tick)
     monotonic_tolerance: float = MISSING  # max share of strike-monotonicity/convexity breaches
     bounds_tolerance: float = MISSING  # max share of prices outside no-arbitrage bounds
-    min_skill_lower_bound: float = MISSING  # the skill CI's lower bound vs the best baseline must exceed it
+    min_skill_lower_bound: float = (
+        MISSING  # the skill CI's lower bound vs the best baseline must exceed it
+    )
     min_bootstrap_days: int = MISSING  # fewer holdout days: resample (date, underlying) groups
 
 
@@ -250,7 +254,9 @@ class MonitorConfig:
     retrain: bool = MISSING  # on a trigger, run model_train → model_evaluate
     auto_promote: bool = False  # promote a retrained candidate that passed the gate
     failed_gate_backoff_days: int = 0  # a due retrain waits this long after a failed gate
-    change_rmse_jump: float = 1.0  # one day's IV RMSE > reference × (1 + this): a change (no 2nd day)
+    change_rmse_jump: float = (
+        1.0  # one day's IV RMSE > reference × (1 + this): a change (no 2nd day)
+    )
 
 
 @dataclass

@@ -84,7 +84,9 @@ def predict(model_uri: str, frame: pd.DataFrame, ctx: TaskContext) -> pd.DataFra
     try:
         out = pd.DataFrame(model.predict(packaging.served_inputs(frame)))
     except ContractError as exc:
-        raise DataError(f"{model_uri} could not price the holdout as the service would: {exc}") from None
+        raise DataError(
+            f"{model_uri} could not price the holdout as the service would: {exc}"
+        ) from None
     missing = {"iv", "price"} - set(out.columns)
     if missing or len(out) != len(frame):
         raise DataError(

@@ -391,8 +391,10 @@ def retrain_holdout_start(
     if change is None and pending:
         change = parse_date(pending)
     if change is None:
-        return None, ("no change dated (no feature drift over its limit, no one-day IV RMSE jump "
-                      "today): the usual holdout")
+        return None, (
+            "no change dated (no feature drift over its limit, no one-day IV RMSE jump "
+            "today): the usual holdout"
+        )
     start = shift_trading_days(change, 1)  # judged on the days after the change, not on it
     if start > ctx.date:
         return None, f"change point {change} is today: no day after it yet; the usual holdout"

@@ -154,9 +154,7 @@ def _raise(problems: list[tuple], error: type[ContractError] = ContractError) ->
         raise error(f"{len(rows)} invalid contract row(s): {shown}{more}", detail)
 
 
-def states_for(
-    c: pd.DataFrame, store: StateStore, labels=None
-) -> dict[pd.Timestamp, MarketState]:
+def states_for(c: pd.DataFrame, store: StateStore, labels=None) -> dict[pd.Timestamp, MarketState]:
     """The state of each distinct quote date of validated contracts `c`; StateMissing naming
     the rows and dates without one, ContractError naming rows whose underlying the state has no
     data for (unless the caller gives the state columns)."""

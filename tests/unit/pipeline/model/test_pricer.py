@@ -189,7 +189,9 @@ def test_market_state_round_trips_as_one_strict_json_file(days, tmp_path):
                                    check_index_type=False)  # fmt: skip
     assert back.underlyings == {"SPY"} and len(back.smiles) == 1
     # the same features from the loaded state
-    pd.testing.assert_frame_equal(model_features(today[RAW], back), model_features(today[RAW], state))
+    pd.testing.assert_frame_equal(
+        model_features(today[RAW], back), model_features(today[RAW], state)
+    )
 
 
 def _dated(state: MarketState, day: dt.date) -> MarketState:
