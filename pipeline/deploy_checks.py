@@ -119,8 +119,9 @@ def offline_iv(
 ) -> np.ndarray:
     """The registered version's own IVs for the golden contracts, computed in this process with
     the daily market states the service reads (`state_dir`)."""
-    config = {"state_dir": str(state_dir or ""), "max_state_age_days": int(max_state_age_days)}
-    model = mlflow.pyfunc.load_model(model_uri, model_config=config)
+    from pipeline.model.packaging import served_model
+
+    model = served_model(model_uri, state_dir or "", max_state_age_days)
     return pd.DataFrame(model.predict(golden))["iv"].to_numpy(float)
 
 

@@ -360,26 +360,16 @@ def spread_codes(frame: pd.DataFrame) -> np.ndarray:
 def _scopes(rows: pd.DataFrame, classes: np.ndarray, names: list[str], min_mid: float) -> dict:
     """{scope: {model: metrics}} for every scored row ("all"), each moneyness class, OTM+ATM,
     and each spread-in-vol bucket ("spread <=0.5" ...), with the skills vs the baselines."""
-    labels = ["all", "OTM+ATM", *MONEYNESS_CLASSES, *(f"spread {s}" for s in SPREAD_LABELS)]
-    cls = pd.Categorical(classes, categories=MONEYNESS_CLASSES).codes.astype(np.intp)
     spread = spread_codes(rows)
-    # weight rows per scope: one group per row set, as (scope × row) membership
-    member = np.zeros((len(labels), len(rows)))
-    member[0] = 1.0
-    member[1] = classes != "ITM"
-    for i in range(len(MONEYNESS_CLASSES)):
-        member[2 + i] = cls == i
-    for i in range(len(SPREAD_LABELS)):
-        member[2 + len(MONEYNESS_CLASSES) + i] = spread == i
+    picks = {"all": np.ones(len(rows), bool), "OTM+ATM": classes != "ITM"}
+    picks |= {c: classes == c for c in MONEYNESS_CLASSES}
+    picks |= {f"spread {label}": spread == i for i, label in enumerate(SPREAD_LABELS)}
     out: dict[str, dict] = {}
-    for j, label in enumerate(labels):
-        pick = member[j] > 0
-        if not pick.any():
-            continue
-        sub = rows[pick]
-        res = {n: {k: float(v) for k, v in metrics_from_stats(
-            _predictor_stats(sub, n, min_mid, None, 1), np.ones(1)).items()} for n in names}  # fmt: skip
-        out[label] = with_skills(res)
+    for label, pick in picks.items():
+        if pick.any():
+            stats = {n: _predictor_stats(rows[pick], n, min_mid, None, 1) for n in names}
+            out[label] = with_skills({n: {k: float(v) for k, v in metrics_from_stats(
+                st, np.ones(1)).items()} for n, st in stats.items()})  # fmt: skip
     return out
 
 

@@ -27,7 +27,6 @@ from pipeline.evaluation_report import log_summary, plot_comparison
 from pipeline.gate import gate_verdict
 from pipeline.market.calendar import trading_days
 from pipeline.model import packaging
-from pipeline.model.pricer import ContractError
 from pipeline.model_train import read_features
 from pipeline.registry import Registry
 from pipeline.runtime import TaskContext, TaskSpec, execute, parse_date
@@ -81,19 +80,7 @@ def predict(model_uri: str, frame: pd.DataFrame, ctx: TaskContext) -> pd.DataFra
     as the service prices: raw contract fields in, each day's published market state."""
     serving = ctx.cfg.serving
     model = packaging.served_model(model_uri, ctx.artifacts.state_dir, serving.max_state_age_days)
-    try:
-        out = pd.DataFrame(model.predict(packaging.served_inputs(frame)))
-    except ContractError as exc:
-        raise DataError(
-            f"{model_uri} could not price the holdout as the service would: {exc}"
-        ) from None
-    missing = {"iv", "price"} - set(out.columns)
-    if missing or len(out) != len(frame):
-        raise DataError(
-            f"{model_uri} returned columns {list(out.columns)} and {len(out)} rows for "
-            f"{len(frame)} contracts; expected iv and price per row"
-        )
-    return out[["iv", "price"]].reset_index(drop=True).astype(float)
+    return packaging.predict_served(model, frame, model_uri)
 
 
 def run(ctx: TaskContext) -> None:

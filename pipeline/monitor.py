@@ -47,7 +47,7 @@ from pipeline.errors import DataError
 from pipeline.market.calendar import previous_trading_day, shift_trading_days, trading_days
 from pipeline.market_state import informative
 from pipeline.model import packaging
-from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, ContractError
+from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS
 from pipeline.model_evaluate import holdout_dates
 from pipeline.registry import Registry
 from pipeline.runtime import TaskContext, TaskOutcome, TaskSpec, execute, parse_date, resolve_date
@@ -138,15 +138,7 @@ def read_scored_input(path: Path, features: list[str], what: str) -> pd.DataFram
 def score(model, frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with the model's IV prediction as `iv_pred`: the served path, the request's raw
     contract fields only (the model looks up each quote date's market state itself)."""
-    try:
-        out = pd.DataFrame(model.predict(packaging.served_inputs(frame)))
-    except ContractError as exc:
-        raise DataError(
-            f"the Production model cannot price these contracts as served: {exc}"
-        ) from None
-    if "iv" not in out or len(out) != len(frame):
-        raise DataError(f"the Production model returned {list(out.columns)} and {len(out)} rows "
-                        f"for {len(frame)} contracts; expected `iv` per row")  # fmt: skip
+    out = packaging.predict_served(model, frame, "the Production model")
     return frame.assign(iv_pred=out["iv"].to_numpy(float))
 
 

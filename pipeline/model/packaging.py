@@ -180,6 +180,24 @@ def served_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[c for c in RAW_COLUMNS if c in frame.columns]]
 
 
+def predict_served(model, frame: pd.DataFrame, who: str) -> pd.DataFrame:
+    """(iv, price) per row of `frame` from a `served_model`, given only the request's fields;
+    DataError naming `who` when the model refuses the contracts or answers out of shape."""
+    from pipeline.errors import DataError
+    from pipeline.model.pricer import ContractError
+
+    try:
+        out = pd.DataFrame(model.predict(served_inputs(frame)))
+    except ContractError as exc:
+        raise DataError(
+            f"{who} could not price the contracts as the service would: {exc}"
+        ) from None
+    if {"iv", "price"} - set(out.columns) or len(out) != len(frame):
+        raise DataError(f"{who} returned columns {list(out.columns)} and {len(out)} rows for "
+                        f"{len(frame)} contracts; expected iv and price per row")  # fmt: skip
+    return out[["iv", "price"]].reset_index(drop=True).astype(float)
+
+
 def downloaded_pickles(model_uri: str) -> list[str]:
     """Download the logged model `model_uri` and list its pickle files (relative paths)."""
     with tempfile.TemporaryDirectory(prefix="model_check_") as tmp, quiet_artifact_transfers():
