@@ -36,6 +36,7 @@ from pipeline.model import packaging, plots, tracking
 from pipeline.model.pricer import CONTRACT_COLUMNS, OPTIONAL_COLUMNS, predict_frame
 from pipeline.model.training import (
     Split,
+    booster_jump_days,
     check_features,
     required_days,
     split_dates,
@@ -116,9 +117,24 @@ def _plots(ctx, booster, evals, features, holdout, pred) -> None:
     ]
 
 
+def typical_scores(holdout: pd.DataFrame, pred: pd.DataFrame, jumps) -> dict[str, float]:
+    """The model's IV RMSE/MAE on the holdout without its jump days (the monitor's reference:
+    one shock day in a holdout would inflate a pooled RMSE several-fold and blind the monitor
+    to the version's later degradation); {} when every holdout day jumped."""
+    days = pd.to_datetime(holdout["quote_date"]).dt.date
+    keep = (~days.isin(set(jumps))).to_numpy() & np.isfinite(holdout["iv"].to_numpy(float))
+    if not keep.any():
+        return {}
+    err = pred["iv"].to_numpy(float)[keep] - holdout["iv"].to_numpy(float)[keep]
+    return {"holdout.typical_iv_rmse": float(np.sqrt(np.mean(err**2))),
+            "holdout.typical_iv_mae": float(np.mean(np.abs(err))),
+            "holdout.jump_days": float(days.isin(set(jumps)).groupby(days).any().sum())}  # fmt: skip
+
+
 def _figures(booster, evals: dict, holdout: pd.DataFrame, pred: pd.DataFrame) -> dict:
     """The run's headline metrics: best iteration and its RMSEs, fold sizes, holdout scores."""
     best = int(booster.attr("best_iteration"))
+    jumps = booster_jump_days(booster)
     return {
         "best_iteration": best,
         "best_train_rmse": evals["train"]["rmse"][best],
@@ -127,6 +143,8 @@ def _figures(booster, evals: dict, holdout: pd.DataFrame, pred: pd.DataFrame) ->
         "rows_validation": int(booster.attr("rows_validation")),
         "rows_holdout": len(holdout),
         **holdout_scores(holdout, pred),
+        **typical_scores(holdout, pred, jumps),
+        "jump_days": float(len(jumps)),
     }
 
 
@@ -194,7 +212,8 @@ def run(ctx: TaskContext) -> None:
     tracking.log_curves(evals)
     tracking.log_datasets(frames, paths, split, features, ctx.artifacts.processed_dir)
     _plots(ctx, booster, evals, features, holdout, pred)
-    tags = {**split.tags(), "features": ",".join(features), "state_as_of": str(state.as_of)}
+    tags = {**split.tags(), "features": ",".join(features), "state_as_of": str(state.as_of),
+            "jump_days": ",".join(map(str, booster_jump_days(booster))) or "none"}  # fmt: skip
     mlflow.set_tags(tags)
     started = time.perf_counter()
     info, version = _publish(ctx, booster, state, features, holdout, split, tags)

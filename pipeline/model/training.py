@@ -8,6 +8,9 @@ The split is by whole dates, oldest first: train | validation (early stopping) |
 `holdout_days`, never seen by training or early stopping). `evals` holds the per-iteration RMSE
 {"train": {"rmse": [...]}, "validation": {"rmse": [...]}}; the returned booster keeps only the trees
 up to the best validation iteration. The same seed gives the same booster.
+Jump days (`jump_days`: the market moved overnight more than `jump_day_factor` × the window's
+median, as on a variance shock) are left out of the train and validation folds; the booster's
+`jump_days` attribute names them (a JSON list of dates). A holdout keeps them: the gate judges every day.
 """
 
 from __future__ import annotations
@@ -144,6 +147,41 @@ def row_weights(frame: pd.DataFrame, cfg) -> np.ndarray | None:
     return w / w.mean() if len(w) and w.mean() > 0 else None
 
 
+def previous_day_rmse(frame: pd.DataFrame) -> float:
+    """The previous-day-IV baseline's IV RMSE on a day's informative quotes (the contract's IV
+    yesterday, else yesterday's smile at today's moneyness): how far the market moved overnight."""
+    rows = frame[informative(frame)]
+    if rows.empty:
+        return float("nan")
+    prev = rows["prev_iv"].astype(float)
+    if "prev_smile_iv" in rows:
+        prev = prev.fillna(rows["prev_smile_iv"].astype(float))
+    err = (prev - rows["iv"].astype(float)).to_numpy(float)
+    err = err[np.isfinite(err)]
+    return float(np.sqrt(np.mean(err**2))) if len(err) else float("nan")
+
+
+def jump_days(frames: Mapping[dt.date, pd.DataFrame], factor: float | None) -> tuple[dt.date, ...]:
+    """Days the previous day's market state does not describe: the previous-day-IV baseline's
+    RMSE above `factor` × its median over `frames` (a gap, a variance shock). Yesterday's state
+    cannot foresee such a day, and with squared errors its few rows would outweigh the calm
+    days' many: training on it teaches the trees the shock's noise. None or 0: no day."""
+    if not factor or len(frames) < 3:
+        return ()
+    moved = {d: previous_day_rmse(f) for d, f in frames.items()}
+    finite = [v for v in moved.values() if np.isfinite(v)]
+    if not finite:
+        return ()
+    limit = float(factor) * float(np.median(finite))
+    return tuple(sorted(d for d, v in moved.items() if np.isfinite(v) and v > limit))
+
+
+def fit_days(days: Sequence[dt.date], jumps: Sequence[dt.date]) -> list[dt.date]:
+    """A fold's days without its jump days (all of them if every day of the fold jumped)."""
+    kept = [d for d in days if d not in set(jumps)]
+    return kept or list(days)
+
+
 def xgb_params(cfg) -> dict:
     """XGBoost parameters from the model_train config (deterministic: fixed seed, hist)."""
     return {
@@ -165,8 +203,9 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     features = check_features(cfg.features)
     split = split_dates(list(frames), cfg)
     fit_rows = str(getattr(cfg, "fit_rows", "reliable"))
-    train = fold_frame(frames, split.train, fit_rows)
-    valid = fold_frame(frames, split.validation, fit_rows)
+    jumps = jump_days(frames, getattr(cfg, "jump_day_factor", None))
+    train = fold_frame(frames, fit_days(split.train, jumps), fit_rows)
+    valid = fold_frame(frames, fit_days(split.validation, jumps), fit_rows)
     if train.empty or valid.empty:
         raise DataError(f"no reliable IVs to train on: {len(train)} train rows, {len(valid)} "
                         f"validation rows ({split.tags()})")  # fmt: skip
@@ -192,6 +231,12 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     # keep the trees up to the best round: the saved model then predicts as validated
     booster = booster[: best + 1]
     booster.set_attr(base_blend=json.dumps(blend, sort_keys=True))
+    booster.set_attr(jump_days=json.dumps([str(d) for d in jumps]))  # "[]": none
     booster.set_attr(best_iteration=str(best), rows_train=str(len(train)),
                      rows_validation=str(len(valid)))  # fmt: skip
     return booster, evals, split
+
+
+def booster_jump_days(booster: xgb.Booster) -> list[dt.date]:
+    """The jump days train_model left out (its `jump_days` attribute; [] for older boosters)."""
+    return [dt.date.fromisoformat(d) for d in json.loads(booster.attr("jump_days") or "[]")]
