@@ -16,10 +16,14 @@ too many bad rows, fetch failure) halts the whole run with a non-zero exit.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import logging
 import multiprocessing
+import os
+import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -47,6 +51,7 @@ from pipeline.runtime import (
     TaskOutcome,
     digest_memo,
     execute,
+    fail_abandoned_runs,
     git_commit,
     log_params,
     nested_under,
@@ -98,7 +103,14 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
     tags = {"pipeline.task": "main", "git_commit": git_commit() or "unknown"}
     daily = [s for s in DAILY if s.name in cfg.main.tasks]
     final = [s for s in FINAL if s.name in cfg.main.tasks]
-    with start_run(f"main {days[0]}..{days[-1]}", tags), digest_memo():
+    with start_run(f"main {days[0]}..{days[-1]}", tags) as run, digest_memo():
+        for abandoned in fail_abandoned_runs(run.info.experiment_id):
+            log.warning(
+                "run %s (%s) was left RUNNING by process %s, which is gone: marked FAILED",
+                abandoned.info.run_id,
+                abandoned.info.run_name,
+                abandoned.data.tags["pipeline.pid"],
+            )
         log_params(
             {
                 "main": to_container(cfg.main) | {"start": str(days[0]), "end": str(days[-1])},
@@ -157,17 +169,18 @@ def daily_outcomes(
 
 
 _WORKER: tuple[DictConfig, str] | None = None  # in a worker process: config, main's run id
+PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 
 
 @contextmanager
 def _worker_pool(workers: int, cfg: DictConfig) -> Iterator[ProcessPoolExecutor]:
     """Forked workers: no second start-up (imports alone take seconds). Their task runs nest
-    under main's run, as the ones run here do."""
+    under main's run, as the ones run here do. They die with this process (`_die_with_parent`)."""
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
-        initargs=(cfg, mlflow.active_run().info.run_id),
+        initargs=(cfg, mlflow.active_run().info.run_id, os.getpid()),
     )
     try:
         yield pool
@@ -175,7 +188,8 @@ def _worker_pool(workers: int, cfg: DictConfig) -> Iterator[ProcessPoolExecutor]
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _init_worker(cfg: DictConfig, parent_run_id: str) -> None:
+def _init_worker(cfg: DictConfig, parent_run_id: str, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     global _WORKER
     _WORKER = cfg, parent_run_id
     # SQLite connections must not cross a fork: the worker's tracking store gets a new, empty
@@ -185,6 +199,23 @@ def _init_worker(cfg: DictConfig, parent_run_id: str) -> None:
     engine = getattr(_get_store(), "engine", None)
     if engine is not None:
         engine.dispose(close=False)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """On Linux, have the kernel SIGKILL this worker when main dies. A killed main cleans nothing
+    up, and its workers would wait on the task queue forever. The parent may have died before
+    the request: then this worker has a new parent already, and exits now.
+
+    The kernel watches the thread that forked the worker: the pool forks its workers from the
+    thread that submits to it, the one iterating `daily_outcomes`, alive while the pool is."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _run_ahead(names: list[str], day: dt.date) -> list[TaskOutcome]:

@@ -1,10 +1,11 @@
 """The one wrapper every task runs in.
 
 `execute(spec, cfg)` gives a task, in this order: its business date, a log file
-`logs/<task>_YYYYMMDD.log`, a checkpoint check (skip when the inputs' hashes and the task's config
-are unchanged and the recorded outputs are intact), an MLflow run (nested under `main` when one is
-active) with the task's resolved config as params, the task's retry policy around its body, its
-figures as metrics and its log and reports as artifacts, and finally a checkpoint manifest.
+`logs/<task>_YYYYMMDD.log`, a checkpoint check (skip when the inputs' hashes, the task's config and
+its code are unchanged and the recorded outputs are intact), an MLflow run (nested under `main`
+when one is active) with the task's resolved config as params, the task's retry policy around its
+body, its figures as metrics and its log and reports as artifacts, and finally a checkpoint
+manifest.
 A skipped task gets an MLflow run tagged pipeline.status=skipped when run on its own; inside
 `main` it gets none (main's run lists what it reused).
 
@@ -13,11 +14,14 @@ A task provides a `TaskSpec`: what it reads (to hash), what it writes (to verify
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
+import inspect
 import json
 import logging
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from omegaconf import DictConfig, OmegaConf
 
@@ -165,10 +169,15 @@ def checkpoint_key(
     inputs: dict[str, str],
     upstream: dict[str, str] | None = None,
 ) -> str:
-    """Task, config (minus `force`), date, input digests, upstream references and code version,
-    as one sha256. Everything is stringified first so like is compared with like."""
+    """Task, config, date, input digests, upstream references and the source of the code the
+    task runs (`code_digest`), as one sha256. Everything is stringified first so like is compared
+    with like. The config leaves out `force` and the `date` keys: the day is keyed as itself,
+    however it was chosen (a day fetched on its own with `date=D` is the same task-day as day D of
+    a range ending later)."""
     keyed = json.loads(json.dumps(params, default=str))
     keyed[spec.name].pop("force", None)
+    keyed[spec.name].pop("date", None)
+    keyed.pop("date", None)
     blob = json.dumps(
         {
             "task": spec.name,
@@ -176,11 +185,102 @@ def checkpoint_key(
             "config": keyed,
             "inputs": inputs,
             "upstream": {k: str(v) for k, v in (upstream or {}).items()},
-            "git": git_commit(),
+            "code": code_digest(inspect.getfile(spec.run)),
         },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@cache
+def code_digest(module_file: str) -> str:
+    """sha256 of the source of the module in `module_file` and of every module of its own
+    repository that it imports, directly or not (imports inside functions count too): the code
+    a task runs. Third-party imports are left out (uv.lock pins them), as is everything else in
+    the repository (docs, other tasks). Computed once per process: the code this process runs."""
+    root, name = _package_root(Path(module_file).resolve())
+    sources = _import_closure(root, name)
+    h = hashlib.sha256()
+    for path in sorted(sources, key=lambda p: p.relative_to(root).as_posix()):
+        source_sha = hashlib.sha256(sources[path]).hexdigest()
+        h.update(f"{path.relative_to(root).as_posix()}\0{source_sha}\n".encode())
+    return h.hexdigest()
+
+
+def _package_root(path: Path) -> tuple[Path, str]:
+    """(the folder the module's top-level package sits in, the module's dotted name)."""
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return folder, ".".join(parts)
+
+
+def _import_closure(root: Path, name: str) -> dict[Path, bytes]:
+    """The source of module `name` and of every module under `root` it imports, transitively,
+    with the packages (`__init__.py`) each of them loads on the way, by file."""
+    sources: dict[Path, bytes] = {}
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):  # a.b.c imports a and a.b first
+            module = ".".join(parts[:i])
+            if module in seen:
+                continue
+            seen.add(module)
+            path = _module_file(root, module)
+            if path is not None:
+                sources[path] = path.read_bytes()
+                todo += _imported_names(sources[path], module, path.name == "__init__.py")
+    return sources
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    """The file of `module` under `root`, None when it is not there (stdlib, third party, or an
+    attribute such as a function imported from a module)."""
+    base = root.joinpath(*module.split("."))
+    for path in (base.with_name(base.name + ".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+@cache  # by source: the tasks share most of their modules
+def _imported_names(source: bytes, module: str, is_package: bool) -> tuple[str, ...]:
+    """Every module name an import statement of `module` may refer to: `import a.b` → a.b;
+    `from a import b` → a and a.b (b may be a module or a name in a); relative imports
+    resolved against `module`'s package. A module that does not parse imports nothing (the
+    task fails on it when it imports it)."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ()
+    names: list[str] = []
+    for node in _statements(tree.body):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > len(package):
+                continue  # above the top-level package: fails when run, imports nothing
+            base_parts = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join([*base_parts, *([node.module] if node.module else [])])
+            if base:
+                names.append(base)
+                names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+    return tuple(names)
+
+
+def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement of `body`, nested ones too (in functions, classes, if/try/with/for...),
+    without visiting expressions: an import is a statement (ast.walk costs ~3x more)."""
+    for node in body:
+        yield node
+        for field_ in ("body", "orelse", "finalbody", "handlers", "cases"):
+            for child in getattr(node, field_, ()):
+                yield from _statements([child] if isinstance(child, ast.stmt) else child.body)
 
 
 def relative(path: Path, root: Path) -> str:
@@ -263,7 +363,9 @@ def nested_under(run_id: str) -> Iterator[None]:
 
 def start_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
     """A nested run under the active one (main) or the `nested_under` one, else the `mlflow run`
-    run, else a new run."""
+    run, else a new run. Tagged with the process that runs it (`process_tags`): a run whose
+    process was killed is found and closed by `fail_abandoned_runs`."""
+    tags = {**tags, **process_tags()}
     if mlflow.active_run() is not None:
         return mlflow.start_run(run_name=run_name, nested=True, tags=tags)
     if parent := _PARENT_RUN.get():
@@ -273,6 +375,100 @@ def start_run(run_name: str, tags: dict[str, str]) -> mlflow.ActiveRun:
         mlflow.set_tags({**tags, "mlflow.runName": run_name})
         return run
     return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+# -- runs left RUNNING by a killed process ---------------------------------------------------------
+# A SIGKILL (OOM killer, a `kill -9`, a lost machine) ends a process without ending its MLflow
+# runs. Each run records the process running it; a later `main` closes the runs whose process is
+# gone. Identity of a process: host, pid and, where /proc exists, the boot and the start time of
+# the pid (a pid is reused once its process is gone; the pair is not).
+HOST_TAG, PID_TAG, PROCESS_START_TAG = "pipeline.host", "pipeline.pid", "pipeline.process_start"
+
+
+def process_tags() -> dict[str, str]:
+    """This process's identity as run tags (computed once per pid: a forked worker has its own)."""
+    return dict(_process_tags(os.getpid()))
+
+
+@cache
+def _process_tags(pid: int) -> tuple[tuple[str, str], ...]:
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(pid)}
+    if (stat := _proc_stat(pid)) is not None:
+        tags[PROCESS_START_TAG] = stat[1]
+    return tuple(tags.items())
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start) of a live pid from /proc: state R, S, Z (exited, not yet reaped)...; start
+    "<boot id>:<start time in clock ticks after boot>". None without /proc or such a pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
+    return fields[0], f"{boot_id}:{fields[19]}"  # stat fields 3 (state) and 22 (starttime)
+
+
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process `pid` of this host, started at `start` (a PROCESS_START_TAG value) when
+    given, is still running. When it cannot tell (no /proc), it says yes."""
+    if pid <= 0:  # 0 and negatives address process groups in os.kill
+        raise ValueError(f"not a process id: {pid}")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # a live process of another user
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc, or it ended a moment ago: cannot tell, so alive
+        return True
+    state, started = stat
+    if state in ("Z", "X"):  # exited: its parent has not collected it yet
+        return False
+    return start is None or started == start
+
+
+def fail_abandoned_runs(experiment_id: str) -> list[Run]:
+    """Mark FAILED, with a note, the runs of `experiment_id` left RUNNING by a process of this
+    host that is gone; return them. Runs of other hosts, of live processes, and runs that do not
+    name their process are left alone."""
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    abandoned = []
+    for run in list(_running_runs(client, experiment_id)):  # all pages before changing any
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host:
+            continue
+        try:
+            pid = int(tags[PID_TAG])
+        except (KeyError, ValueError):
+            continue
+        if pid <= 0 or process_alive(pid, tags.get(PROCESS_START_TAG)):
+            continue
+        found = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        note = (
+            f"Abandoned: process {pid} on {host} ended without ending this run (killed?). "
+            f"Found at {found} by process {os.getpid()}, and marked FAILED."
+        )
+        failed = {"pipeline.status": "failed", "pipeline.error": note, "mlflow.note.content": note}
+        client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in failed.items()])
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        abandoned.append(run)
+    return abandoned
+
+
+def _running_runs(client: mlflow.MlflowClient, experiment_id: str) -> Iterator[Run]:
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], "attributes.status = 'RUNNING'", max_results=1000, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def log_params(params: dict[str, Any]) -> None:
