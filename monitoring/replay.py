@@ -49,6 +49,7 @@ from monitoring.market_server import MarketServer
 from pipeline.artifacts import Artifacts, write_json
 from pipeline.config import CboeConfig, to_container
 from pipeline.data_fetch import source_symbols
+from pipeline.deploy_checks import promotion_check
 from pipeline.errors import ConfigError
 from pipeline.market.calendar import shift_trading_days, trading_days
 from pipeline.registry import Registry
@@ -154,7 +155,10 @@ def approve(cfg: DictConfig, day: dt.date, version: str | None, why: str) -> dic
                          "reasons": verdict.get("reasons") or []}  # fmt: skip
     if not cfg.replay.approve:
         return action | {"action": "awaiting approval (replay.approve=false)"}
-    registry.promote(version=str(version), user=OPERATOR, reason=f"replay: {why}")
+    check = promotion_check(
+        cfg.registry.model_name, cfg.paths.state, int(cfg.serving.max_state_age_days)
+    )  # as make promote does
+    registry.promote(version=str(version), user=OPERATOR, reason=f"replay: {why}", check=check)
     return action | {"action": "promote"}
 
 

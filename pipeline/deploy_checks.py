@@ -12,12 +12,20 @@ POST /admin/reload, POST /price). `health_check` runs the deploy checks in order
 
 Golden contracts are the version's logged input example plus a sample of the newest feature file,
 so they exercise the underlyings and the contract shapes the model saw.
+
+`offline_check` needs no service: it loads a registered version as the service does and prices its
+logged input example through the served path (pipeline.model.packaging); every contract must get a
+finite IV > 0 and a finite price >= 0. pipeline.promote and model_deploy run it before a version
+becomes Production (`promotion_check`: force does not skip it), and model_deploy before it rolls
+Production out. Check lines and errors go into incidents, alerts and refusals through
+`public_text`: one line, no traceback, no absolute path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +33,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import requests
+
+from pipeline.errors import PipelineError
+from pipeline.registry_rules import RegistryRefusal
 
 CONTRACT_FIELDS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot", "option")
 
@@ -125,6 +136,85 @@ def offline_iv(
     return pd.DataFrame(model.predict(golden))["iv"].to_numpy(float)
 
 
+def offline_check(
+    model_uri: str, version: str, state_dir=None, max_state_age_days: int = 2
+) -> Health:
+    """Load registry `version` (`model_uri`) as the service loads it, with the daily market states
+    of `state_dir`, and price its logged input example through the served path: one line
+    `offline: ...`, passed when every contract gets a finite IV > 0 and a finite price >= 0."""
+    from pipeline.model.packaging import predict_served, served_model
+
+    try:
+        model = served_model(model_uri, state_dir or "", max_state_age_days)
+    except Exception as exc:  # whatever stops the load stops the service's load too
+        return Health(False, [f"offline: v{version} could not be loaded: {error_text(exc)}"])
+    example = model.input_example
+    if example is None or len(example) == 0:
+        return Health(False, [f"offline: v{version} has no logged input example to check it with"])
+    try:
+        priced = predict_served(model, pd.DataFrame(example), f"v{version}")
+    except Exception as exc:  # a broken model: any failure means "do not serve it"
+        return Health(
+            False, [f"offline: v{version} failed on its input example: {error_text(exc)}"]
+        )
+    iv, price = priced["iv"].to_numpy(float), priced["price"].to_numpy(float)
+    bad = np.flatnonzero(~(np.isfinite(iv) & (iv > 0) & np.isfinite(price) & (price >= 0)))
+    if len(bad):
+        rows = ", ".join(f"row {i}: iv {iv[i]:.6g}, price {price[i]:.6g}" for i in bad[:5])
+        return Health(False, [f"offline: v{version} priced {len(bad)} of its {len(iv)} input "
+                              f"example contracts out of range (IV must be finite and > 0, "
+                              f"price finite and >= 0): {rows}"])  # fmt: skip
+    return Health(
+        True,
+        [f"offline: v{version} priced its {len(iv)} input example contracts "
+         f"(IV {iv.min():.4f} to {iv.max():.4f})"],
+        {"offline_example_contracts": len(iv)},
+    )  # fmt: skip
+
+
+def promotion_check(
+    model_name: str, state_dir=None, max_state_age_days: int = 2
+) -> Callable[[str], None]:
+    """A `check` for Registry.promote: RegistryRefusal when the version fails `offline_check`."""
+
+    def check(version: str) -> None:
+        uri = f"models:/{model_name}/{version}"
+        health = offline_check(uri, version, state_dir, max_state_age_days)
+        if not health.passed:
+            raise RegistryRefusal(
+                f"v{version} of '{model_name}' cannot become Production: {health.checks[-1]}. "
+                "Nothing was changed (force overrides a failed gate verdict, not this check)"
+            )
+
+    return check
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_LOCAL_URI = re.compile(r"\b(file|sqlite):/*(?:[^\s'\"/]*/)+([^\s'\"/]*)")
+_ABS_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/){2,}([^\s'\"/]*)")
+
+
+def public_text(text: str, limit: int = 300) -> str:
+    """`text` fit for an incident, an alert or a refusal: one line, a traceback cut to its last
+    line, absolute paths and local URIs cut to their last component, at most `limit` characters."""
+    text = str(text)
+    if _TRACEBACK in text:
+        head, _, trace = text.partition(_TRACEBACK)
+        last = [line for line in trace.splitlines() if line.strip()][-1:]
+        text = " ".join([head, *last])
+    text = _LOCAL_URI.sub(lambda m: f"{m[1]}:…/{m[2]}", text)
+    text = _ABS_PATH.sub(lambda m: f"…/{m[1]}", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as `public_text`: the message of our own errors, `Type: message` otherwise."""
+    if isinstance(exc, PipelineError):
+        return public_text(str(exc))
+    return public_text(f"{type(exc).__name__}: {exc}")
+
+
 def health_check(
     service: PricingService,
     version: str,
@@ -147,9 +237,8 @@ def health_check(
     checks.append(f"version: the service answers with v{version}")
     status, body = service.price(golden)
     if status != 200:
-        return Health(
-            False, [*checks, f"golden: /price answered {status}: {body.get('error', body)}"]
-        )
+        return Health(False, [*checks, f"golden: /price answered {status}: "
+                                       f"{public_text(body.get('error', body))}"])  # fmt: skip
     results = body.get("results") or []
     served = np.array([r.get("iv", np.nan) for r in results], float)
     answered_by = sorted({str(r.get("model_version")) for r in results})
@@ -160,8 +249,7 @@ def health_check(
     try:
         expected = np.asarray(expected_iv(), float)
     except Exception as exc:  # a version that cannot price offline cannot be verified
-        return Health(False, [*checks, f"golden: v{version} fails offline: {type(exc).__name__}: "
-                                       f"{' '.join(str(exc).split())[:200]}"])  # fmt: skip
+        return Health(False, [*checks, f"golden: v{version} fails offline: {error_text(exc)}"])
     diff = np.abs(served - expected)
     worst = float(np.max(diff)) if np.isfinite(diff).all() else float("inf")
     ok = worst <= tolerance and answered_by == [str(version)]

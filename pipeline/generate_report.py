@@ -6,8 +6,9 @@ task logs `logs/<log>_D.log` (the latest outcome of each task-day: succeeded, fa
 `reports/validation/validation_report_D.json` (data volume and quality),
 `reports/evaluation_metrics.json` (model vs baselines, the gate verdict),
 `reports/drift/summary_D.json` (drift and retrain decisions; none yet → said so),
-`reports/deployment/deployment_status_D.json` and `incident_D.json`, and the registry's state and
-promotion history (the record of truth), snapshotted into `reports/report/registry_snapshot.json`.
+`reports/deployment/deployment_status_D.json`, the deploy incidents (`incident_D.json`, then
+`incident_D_2.json`, ... on the same day), and the registry's state and promotion history (the
+record of truth), snapshotted into `reports/report/registry_snapshot.json`.
 Nothing is re-run and no MLflow run is read.
 
 Writes `reports/stakeholder_report.md`, the same as `reports/stakeholder_report.html`, and its
@@ -34,6 +35,7 @@ from omegaconf import DictConfig
 from pipeline.artifacts import Artifacts, atomic_path, write_json
 from pipeline.config import TASKS
 from pipeline.errors import PipelineError
+from pipeline.model_deploy import incident_files
 from pipeline.runtime import TaskContext, TaskSpec, execute, resolve_date
 
 LOG_NAME = "reporting"  # logs/reporting_YYYYMMDD.log, the original plan's name
@@ -97,12 +99,20 @@ def input_files(artifacts: Artifacts, date: dt.date) -> list[Path]:
         [p for _, _, p in _dated(reports / "validation", "validation_report_*.json", date)],
         [p for _, _, p in _dated(reports / "drift", "summary_*.json", date)],
         [p for _, _, p in _dated(reports / "deployment", "*.json", date)],
+        [p for _, p in _incidents(artifacts, date)],
         [p for p in [reports / "evaluation_metrics.json"] if p.exists()],
     ]  # fmt: skip
     return sorted({p for group in groups for p in group})
 
 
 # -- reading -------------------------------------------------------------------------------------
+def _incidents(artifacts: Artifacts, date: dt.date) -> list[tuple[dt.date, Path]]:
+    """(day, path) of the deploy incident files dated up to `date`, oldest first (one file per
+    incident: incident_YYYYMMDD.json, then _2, _3, ... on the same day)."""
+    found = incident_files(artifacts.reports_dir / "deployment")
+    return [(day, path) for day, _, path in found if day <= date]
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -188,8 +198,8 @@ def collect(artifacts: Artifacts, date: dt.date, registry: dict | None) -> dict:
             if isinstance(v := _read_json(p), dict)
         ],
         "incidents": [
-            {"date": str(day), **v}
-            for _, day, p in _dated(reports / "deployment", "incident_*.json", date)
+            {"date": str(day), "file": p.name, **v}
+            for day, p in _incidents(artifacts, date)
             if isinstance(v := _read_json(p), dict)
         ],
         "registry": registry,
@@ -630,7 +640,7 @@ def next_actions(data: dict) -> list[str]:
     for incident in data["incidents"]:
         actions.append(f"investigate the deploy incident of {incident['date']} (v"
                        f"{incident.get('failed_version')} failed its health check): "
-                       f"reports/deployment/incident_{incident['date'].replace('-', '')}.json")  # fmt: skip
+                       f"reports/deployment/{incident['file']}")  # fmt: skip
     actions += _gate_actions(data)
     monitored = _latest(data, "drift")
     if monitored:

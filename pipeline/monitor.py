@@ -45,6 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 from monitoring import alerts, drift, workspace
 from monitoring.trigger import Decision, Thresholds, decide
 from pipeline.artifacts import Artifacts, read_frame, write_json
+from pipeline.deploy_checks import promotion_check
 from pipeline.errors import DataError
 from pipeline.market.calendar import previous_trading_day, shift_trading_days, trading_days
 from pipeline.market_state import informative
@@ -427,9 +428,14 @@ def _retrain(ctx: TaskContext, decision: Decision, pending: str | None = None) -
            "holdout_start": str(start) if start else None, "change_point": why,
            "gate": verdict, "promoted": None}  # fmt: skip
     if candidate and verdict and verdict["passed"] and ctx.task_cfg.auto_promote:
+        check = promotion_check(
+            ctx.cfg.registry.model_name,
+            ctx.artifacts.state_dir,
+            int(ctx.cfg.serving.max_state_age_days),
+        )  # as make promote does
         out["promoted"] = registry.promote(version=str(candidate.version), user="monitor",
                                            reason="auto-promotion after a monitor retrain "
-                                                  "(monitor.auto_promote=true)")  # fmt: skip
+                                                  "(monitor.auto_promote=true)", check=check)  # fmt: skip
     ctx.log.info("retrained: candidate v%s in Staging, gate %s%s", out["candidate_version"],
                  verdict["verdict"] if verdict else "not recorded",
                  "; promoted to Production" if out["promoted"] else "; awaiting make promote")  # fmt: skip

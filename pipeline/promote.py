@@ -2,14 +2,18 @@
 
 `python -m pipeline.promote [registry.version=3] [registry.force=true registry.reason='"hotfix: ..."']`
 promotes the Staging candidate (or the given Staging version) when its gate verdict passed; force
-needs a reason. Prints the history entry (from → to) and what to do next. A refusal prints one line
-`error: ...` and exits 1, with nothing changed (pipeline.registry holds the rules).
+needs a reason. Either way the version must first price its logged input example offline, loaded
+as the pricing service loads it (pipeline.deploy_checks.offline_check): force overrides a failed
+gate verdict, never a model that cannot price. Prints the history entry (from → to) and what to do
+next. A refusal prints one line `error: ...` and exits 1, with nothing changed (pipeline.registry
+holds the rules).
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from pipeline.deploy_checks import promotion_check
 from pipeline.registry import Registry
 from pipeline.registry_rules import describe
 
@@ -18,7 +22,10 @@ def main(cfg: DictConfig) -> dict:
     """Promote per cfg.registry (model_name, version, force, reason); returns the history entry."""
     r = cfg.registry
     version = None if r.version is None else str(r.version)
-    entry = Registry(r.model_name).promote(version=version, force=r.force, reason=r.reason)
+    check = promotion_check(r.model_name, cfg.paths.state, cfg.serving.max_state_age_days)
+    entry = Registry(r.model_name).promote(
+        version=version, force=r.force, reason=r.reason, check=check
+    )
     print(describe(entry))
     print(next_steps(r.model_name, entry))
     return entry

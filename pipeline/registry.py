@@ -5,8 +5,10 @@ is pipeline.registry_rules.
 - register_candidate: a new version → stage Staging + alias `staging`; the previous Staging version
   is Archived and loses the alias.
 - promote: the Staging version → Production + alias `production`, only with a passed gate verdict
-  (or force=True and a reason). The previous Production version → Archived + alias
-  `previous-production`; the promoted version loses alias `staging`.
+  (or force=True and a reason) and a passed `check` when the caller gives one (pipeline.promote
+  and model_deploy: the version prices its input example offline; force does not skip it). The
+  previous Production version → Archived + alias `previous-production`; the promoted version
+  loses alias `staging`.
 - rollback (a reason is required): `previous-production` → Production + alias `production`; the
   current Production → Archived; alias `previous-production` is removed. A rollback undoes one
   promotion, once: a second rollback is refused (it would redeploy the version just rolled back);
@@ -25,6 +27,7 @@ import logging
 import re
 import time
 import warnings
+from collections.abc import Callable
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -228,11 +231,16 @@ class Registry:
         force: bool = False,
         reason: str | None = None,
         user: str | None = None,
+        check: Callable[[str], None] | None = None,
     ) -> dict:
         """The Staging version (`version`, default: alias `staging`) → Production. Needs a passed
-        gate verdict, or force and a reason. Returns the history entry {action, at, user, reason,
-        from_version, to_version, forced, gate}; forced = force let a failed/missing verdict through."""
+        gate verdict, or force and a reason. `check(version)`, when given, runs once the request
+        is valid and before anything changes: it refuses the version by raising (force does not
+        skip it). Returns the history entry {action, at, user, reason, from_version, to_version,
+        forced, gate}; forced = force let a failed/missing verdict through."""
         ops, entry = rules.promotion(self._existing("promote"), version, force, reason, user)
+        if check is not None:
+            check(entry["to_version"])
         self._apply("promote", ops)
         return entry
 

@@ -122,13 +122,13 @@ def promotion(
             f"nothing in Staging to promote for '{snap.name}': "
             "train a candidate first (python -m pipeline.model_train)"
         )
-    if snap.stages.get(version) != "Staging":
-        where = (
-            f"is in stage {snap.stages[version]}" if version in snap.stages else "does not exist"
-        )
+    if version not in snap.stages:
+        raise RegistryRefusal(f"v{version} of '{snap.name}' does not exist: {existing(snap)}")
+    if snap.stages[version] != "Staging":
         raise RegistryRefusal(
-            f"v{version} of '{snap.name}' {where}, not Staging: only the Staging candidate "
-            f"can be promoted ({f'v{staged}' if staged else 'nothing'} is in Staging)"
+            f"v{version} of '{snap.name}' is in stage {snap.stages[version]}, not Staging: only "
+            f"the Staging candidate can be promoted ({f'v{staged}' if staged else 'nothing'} is "
+            "in Staging)"
         )
     verdict = parse_verdict(snap.version_tags.get(version, {}))
     gate = verdict["verdict"] if verdict else "none"
@@ -148,6 +148,16 @@ def promotion(
         *plan(snap, _sole(snap, version, "Production"), aliases),
         history_op(snap, entry),
     ], entry
+
+
+def existing(snap: Snapshot) -> str:
+    """The versions `snap` has, for a message about one it lacks."""
+    if not snap.stages:
+        return "the model has no versions yet (python -m pipeline.model_train registers one)"
+    versions = sorted(snap.stages, key=int)
+    listed = ", ".join(f"v{v} ({snap.stages[v]})" for v in versions[-10:])
+    older = f" and {len(versions) - 10} older" if len(versions) > 10 else ""
+    return f"its versions are {listed}{older}"
 
 
 def rollback(snap: Snapshot, reason: str | None, user: str | None = None) -> tuple[list[Op], dict]:

@@ -15,6 +15,14 @@
 A failed resolve, load or self-check leaves the served model as it is and raises `ReloadFailed`
 naming why. Reloads are serialised by a lock; pricing never waits for it.
 
+Start-up fallback: when nothing is served yet and the alias's version fails its load or
+self-check, the holder serves the version holding `previous-production` (the one a rollback would
+restore), once it passes the same self-check, raises an alert (monitoring.alerts, kind
+deploy_rollback) and still raises `ReloadFailed` for the alias's version. `/model` then names the
+fallback, the version it stands in for and why (`LoadedModel.info()["fallback"]`). Once the alias
+holds the fallback's version (a rollback) it serves as that alias again; a new version holding the
+alias replaces it as usual. With no fallback to serve, the alert says that nothing is served.
+
 `RegistryPoller` runs `reload` at start-up and then every `poll_s` seconds on a daemon thread,
 so a promotion or a rollback in the registry is picked up without a call. It does not retry a
 version that already failed (POST /admin/reload does) and logs each distinct failure once.
@@ -25,16 +33,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from pipeline.deploy_checks import public_text
 from serving.errors import ReloadFailed, SelfCheckFailed
 from serving.pricing import FIELDS, Pricer, contracts_frame, predict
 from serving.schemas import Rejection, parse_price_request
@@ -42,6 +52,8 @@ from serving.schemas import Rejection, parse_price_request
 log = logging.getLogger("serving.model")
 IV_TOLERANCE = 1e-9  # serving path vs pyfunc predict: the same code, so equal up to rounding
 PRICE_RTOL = 1e-9
+FALLBACK_ALIAS = "previous-production"  # what pipeline.rollback restores
+ALERTS_ROOT_ENV = "SERVING_PATHS_ROOT"  # paths.root of the alert sink's files (default: the repo)
 
 
 @dataclass(frozen=True)
@@ -66,10 +78,13 @@ class LoadedModel:
     pricer: Pricer
     underlyings: frozenset[str]
     loaded_at: dt.datetime
+    # serving in place of the alias's version: {"instead_of": {"alias", "version"}, "reason"}
+    fallback: dict[str, Any] | None = None
 
     def info(self) -> dict:
         return {"model_name": self.model_name, "alias": self.alias, "version": self.version,
-                "run_id": self.run_id, "loaded_at": self.loaded_at.isoformat(timespec="seconds")}  # fmt: skip
+                "run_id": self.run_id, "loaded_at": self.loaded_at.isoformat(timespec="seconds"),
+                "fallback": self.fallback}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,11 @@ class ModelSource(Protocol):
         """(version, run_id) holding the alias, or None when no version holds it."""
 
     def load(self, version: str) -> Candidate: ...
+
+    # Optional (RegistrySource has both; without them there is no start-up fallback, and the
+    # holder's alerts are only logged):
+    # def resolve_fallback(self) -> tuple[str, str | None] | None:  the FALLBACK_ALIAS holder
+    # def alert(self, message: str, details: dict) -> None:  raise an alert
 
 
 class RegistrySource:
@@ -120,6 +140,17 @@ class RegistrySource:
         mv = self._registry.resolve(self.alias)  # RegistryUnavailable when unreachable
         return (str(mv.version), mv.run_id) if mv is not None else None
 
+    def resolve_fallback(self) -> tuple[str, str | None] | None:
+        mv = self._registry.resolve(FALLBACK_ALIAS)
+        return (str(mv.version), mv.run_id) if mv is not None else None
+
+    def alert(self, message: str, details: dict) -> None:
+        """Through the project's alert sink (configs/alerts: the log file, the webhook)."""
+        from monitoring import alerts
+
+        alert = alerts.Alert.of("deploy_rollback", "serving", None, message, **details)
+        alerts.send(alert, alert_config())
+
     def load(self, version: str) -> Candidate:
         import mlflow
 
@@ -138,6 +169,19 @@ class RegistrySource:
         offline = pd.DataFrame(model.predict(example)) if example is not None else None
         run_id = model.metadata.run_id
         return Candidate(version, run_id, model.unwrap_python_model(), example, offline)
+
+
+def alert_config(environ=os.environ):
+    """The project's config as monitoring.alerts reads it (alerts.log_path, webhook_url, ...),
+    rooted at $SERVING_PATHS_ROOT when set (the repository otherwise)."""
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.config import CONFIG_DIR, register_configs
+
+    register_configs()
+    root = environ.get(ALERTS_ROOT_ENV)
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="serving"):
+        return compose("config", overrides=[f"paths.root={root}"] if root else [])
 
 
 def self_check(candidate: Candidate) -> None:
@@ -217,15 +261,79 @@ class ModelHolder:
         before = self.serving
         version, run_id = self._resolve(before)
         if version == before:
+            self._adopt()
             return Reloaded(before, before, reloaded=False)
         if not retry_failed and version in self.failed:
             raise ReloadFailed(self._refusal(version, before))
-        candidate = self._load_checked(version, before)
-        self.current = LoadedModel(
-            self.source.model_name, self.source.alias, version, run_id or candidate.run_id,
-            candidate.pricer, frozenset(candidate.pricer.state.underlyings), self.clock(),
-        )  # fmt: skip
+        try:
+            candidate = self._load_checked(version, before)
+        except ReloadFailed:
+            if before is None:  # start-up: nothing serves, so a fallback is better than nothing
+                self._fall_back(version)
+                raise ReloadFailed(self._refusal(version, before)) from None
+            raise
+        self.current = self._loaded(self.source.alias, version, run_id, candidate)
         return Reloaded(before, version, reloaded=True)
+
+    def _loaded(
+        self,
+        alias: str,
+        version: str,
+        run_id: str | None,
+        candidate: Candidate,
+        fallback: dict | None = None,
+    ) -> LoadedModel:
+        return LoadedModel(
+            self.source.model_name, alias, version, run_id or candidate.run_id, candidate.pricer,
+            frozenset(candidate.pricer.state.underlyings), self.clock(), fallback,
+        )  # fmt: skip
+
+    def _adopt(self) -> None:
+        """A fallback whose version now holds the alias (a rollback) serves as the alias."""
+        model = self.current
+        if model is not None and model.fallback is not None:
+            self.current = replace(model, alias=self.source.alias, fallback=None)
+            log.info("v%s now holds @%s: no longer a fallback", model.version, self.source.alias)
+
+    def _fall_back(self, failed: str) -> None:
+        """Serve the FALLBACK_ALIAS version in place of the `failed` one if it passes its own
+        self-check; alert either way."""
+        name, alias = self.source.model_name, self.source.alias
+        why = public_text(self.failed[failed])
+        lost = f"{name}@{alias} v{failed} failed its load or self-check at start-up ({why})"
+        resolve = getattr(self.source, "resolve_fallback", None)  # optional: see ModelSource
+        target, missing = None, f"no other version holds @{FALLBACK_ALIAS}"
+        try:
+            target = resolve() if resolve is not None else None
+        except Exception as exc:  # the registry answered a moment ago; say so and carry on
+            missing = f"@{FALLBACK_ALIAS} could not be resolved ({public_text(str(exc))})"
+        if target is None or target[0] == failed:
+            self._alert(f"{lost} and {missing}: the pricing service serves nothing (readyz 503)",
+                        failed_version=failed)  # fmt: skip
+            return
+        version, run_id = target
+        try:
+            candidate = self._load_checked(version, None)
+        except ReloadFailed:
+            self._alert(f"{lost}, and so did its fallback v{version} (@{FALLBACK_ALIAS}: "
+                        f"{public_text(self.failed[version])}): the pricing service serves "
+                        "nothing (readyz 503)", failed_version=failed)  # fmt: skip
+            return
+        self._alert(f"{lost}: the pricing service serves v{version} (@{FALLBACK_ALIAS}) in its "
+                    f"place until @{alias} holds a version that passes",
+                    failed_version=failed, rolled_back_to=version)  # fmt: skip
+        fallback = {"instead_of": {"alias": alias, "version": failed}, "reason": why}
+        self.current = self._loaded(FALLBACK_ALIAS, version, run_id, candidate, fallback)
+
+    def _alert(self, message: str, **details: Any) -> None:
+        log.error("%s", message)
+        alert = getattr(self.source, "alert", None)
+        if alert is None:
+            return
+        try:
+            alert(message, details)
+        except Exception:  # an alert must never stop the service from serving
+            log.exception("could not raise the alert")
 
     def _load_checked(self, version: str, before: str | None) -> Candidate:
         """Load and self-check `version`; ReloadFailed (remembered in `failed`) if either fails."""
@@ -256,8 +364,10 @@ class ModelHolder:
             )
         return target
 
-    @staticmethod
-    def _still(before: str | None) -> str:
+    def _still(self, before: str | None) -> str:
+        model = self.current
+        if model is not None and model.fallback is not None:
+            return f"serving the fallback v{model.version} (@{model.alias})"
         return f"still serving v{before}" if before else "no model is loaded"
 
 
