@@ -7,7 +7,8 @@
 APScheduler's BlockingScheduler fires a cron trigger at `schedule.hour:schedule.minute` in
 `schedule.timezone` (default 18:00 America/New_York, DST-aware) on `schedule.day_of_week`
 (mon-fri; an NYSE holiday fires and ends in "no session"). The day run is the latest trading day
-whose session has closed (16:00 New York).
+whose session has closed by that day's real close (16:00 New York, 13:00 on early-close days such
+as the day after Thanksgiving: `pipeline.market.calendar.session_close`).
 
 Missed runs: a run the scheduler could not start on time (machine suspended, previous run still
 going) still starts within `schedule.misfire_grace_time_s`, and several missed runs coalesce into
@@ -52,11 +53,10 @@ from omegaconf import DictConfig
 
 from monitoring.daily import DayResult, attach_log, last_success, run_days
 from pipeline.errors import PipelineError
-from pipeline.market.calendar import latest_trading_day, trading_days
+from pipeline.market.calendar import latest_closed_session, trading_days
 from pipeline.runtime import parse_date
 
 log = logging.getLogger("monitoring.scheduler")
-SESSION_CLOSE_HOUR = 16  # New York: the day's session is over
 EXIT_LOCKED = 3
 
 
@@ -115,8 +115,9 @@ def daily_lock(path: str | Path, wait_s: float = 0.0, poll_s: float = 0.2) -> It
 
 # -- which days ----------------------------------------------------------------------------------
 def closed_day(now: dt.datetime | None = None) -> dt.date:
-    """The latest trading day whose session has closed (16:00 New York) at `now`."""
-    return latest_trading_day(now, close_hour=SESSION_CLOSE_HOUR)
+    """The latest trading day whose session has closed at `now` (its real close: 16:00 New York,
+    earlier on early-close days)."""
+    return latest_closed_session(now)
 
 
 def catch_up_days(cfg: DictConfig, today: dt.date) -> list[dt.date]:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.artifacts import stamp, write_frame
 from pipeline.errors import ConfigError, DataError
-from pipeline.market.calendar import latest_trading_day
+from pipeline.market.calendar import latest_closed_session
 from pipeline.market.cboe import CboeClient, CboeFetchError
 from pipeline.market.file_source import read_quotes_file
 from pipeline.market.parse import chain_to_frame, frames_to_raw
@@ -178,9 +178,10 @@ SPEC = TaskSpec(
 
 
 def task_date(cfg: DictConfig) -> dt.date:
-    """Cboe serves the current session, so its default date is the latest session that closed."""
+    """Cboe serves the current session, so its default date is the latest session that closed
+    (by its real close: early closes included)."""
     if cfg.data_fetch.date is None and cfg.data_fetch.source == "cboe":
-        return latest_trading_day(close_hour=16)
+        return latest_closed_session()
     return resolve_date(cfg.data_fetch.date, "data_fetch.date")
 
 

@@ -1,66 +1,38 @@
-"""US equity-options trading calendar (NYSE holidays) and a realistic listed-expiry set.
+"""US equity-options trading calendar (the NYSE's) and a realistic listed-expiry set.
 
-Holidays follow NYSE rules via `pandas.tseries.holiday`: New Year's Day (a Sunday moves to Monday;
-a Saturday is *not* observed on the Friday before), Martin Luther King Jr. Day, Presidents' Day,
-Good Friday, Memorial Day, Juneteenth (from 2022), Independence Day, Labor Day, Thanksgiving and
-Christmas (Saturday → Friday, Sunday → Monday), plus the few unscheduled full-day closures listed
-in `SPECIAL_CLOSURES`. Early closes (half days) are trading days.
+Sessions come from `exchange_calendars`' XNYS calendar, the maintained record of the NYSE: its
+scheduled holidays with their history (Martin Luther King Jr. Day only from 1998, Juneteenth from
+2022, ...), the unscheduled closures (1994-04-27, 2001-09-11..14, Hurricane Sandy, national days of
+mourning such as 2025-01-09) and the early closes (13:00 New York on the day after Thanksgiving,
+Christmas Eve, ...). It is built once per process for `CALENDAR_START`..`CALENDAR_END` from rules
+shipped with the package (no network). Early-close days are trading days; `session_close` gives
+each day's real close.
 
 Every function takes a `datetime.date`, a `datetime.datetime` (its date is used), a
-`pandas.Timestamp`, or a string 'YYYY-MM-DD', and returns `datetime.date` values. The holiday table
-covers `CALENDAR_START`..`CALENDAR_END` and is built once per process; lookups use NumPy's
-business-day routines, so they cost microseconds.
+`pandas.Timestamp`, or a string 'YYYY-MM-DD', and returns `datetime.date` values (`session_close`
+a New York datetime). Day arithmetic uses NumPy's business-day routines over the XNYS closures,
+so lookups cost microseconds once the calendar is built (about half a second, on first use).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.holiday import (
-    AbstractHolidayCalendar,
-    GoodFriday,
-    Holiday,
-    USLaborDay,
-    USMartinLutherKingJr,
-    USMemorialDay,
-    USPresidentsDay,
-    USThanksgivingDay,
-    nearest_workday,
-    sunday_to_monday,
-)
+
+if TYPE_CHECKING:
+    from exchange_calendars import ExchangeCalendar
 
 CALENDAR_START = dt.date(1990, 1, 1)
-CALENDAR_END = dt.date(2099, 12, 31)
-# Unscheduled full-day closures (national days of mourning, Hurricane Sandy).
-SPECIAL_CLOSURES = (
-    dt.date(2004, 6, 11),
-    dt.date(2007, 1, 2),
-    dt.date(2012, 10, 29),
-    dt.date(2012, 10, 30),
-    dt.date(2018, 12, 5),
-    dt.date(2025, 1, 9),
-)
-
-
-class NYSEHolidayCalendar(AbstractHolidayCalendar):
-    """Scheduled NYSE full-day holidays with weekend observance."""
-
-    rules = [
-        Holiday("New Year's Day", month=1, day=1, observance=sunday_to_monday),
-        USMartinLutherKingJr,
-        USPresidentsDay,
-        GoodFriday,
-        USMemorialDay,
-        Holiday("Juneteenth", month=6, day=19, start_date="2022-01-01", observance=nearest_workday),
-        Holiday("Independence Day", month=7, day=4, observance=nearest_workday),
-        USLaborDay,
-        USThanksgivingDay,
-        Holiday("Christmas Day", month=12, day=25, observance=nearest_workday),
-    ]
+# building XNYS costs about 10 ms per calendar year: the range is what the platform needs (a
+# history from 1990, listed expiries a few years out), not more
+CALENDAR_END = dt.date(2040, 12, 31)
+EXCHANGE = "XNYS"  # exchange_calendars' name for the New York Stock Exchange
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def to_date(value) -> dt.date:
@@ -75,10 +47,37 @@ def to_date(value) -> dt.date:
 
 
 @lru_cache(maxsize=1)
+def _xnys() -> ExchangeCalendar:
+    """The XNYS calendar over CALENDAR_START..CALENDAR_END (imported here: only users pay for it)."""
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar(EXCHANGE, start=CALENDAR_START, end=CALENDAR_END)
+
+
+@lru_cache(maxsize=1)
 def _busdaycal() -> np.busdaycalendar:
-    scheduled = NYSEHolidayCalendar().holidays(CALENDAR_START, CALENDAR_END)
-    days = sorted({d.date() for d in scheduled} | set(SPECIAL_CLOSURES))
-    return np.busdaycalendar(weekmask="1111100", holidays=np.array(days, dtype="datetime64[D]"))
+    """Weekdays are business days unless XNYS has no session on them."""
+    sessions = _xnys().sessions.to_numpy().astype("datetime64[D]")
+    days = np.arange(
+        np.datetime64(CALENDAR_START, "D"),
+        np.datetime64(CALENDAR_END, "D") + np.timedelta64(1, "D"),
+        dtype="datetime64[D]",
+    )
+    weekdays = days[np.is_busday(days)]
+    if len(sessions) != np.isin(sessions, weekdays).sum():
+        raise RuntimeError(f"{EXCHANGE} lists weekend sessions: the weekday mask no longer holds")
+    return np.busdaycalendar(weekmask="1111100", holidays=weekdays[~np.isin(weekdays, sessions)])
+
+
+@lru_cache(maxsize=1)
+def _closes() -> tuple[dt.time, dict[dt.date, dt.time]]:
+    """(the regular close, {early-close day: its close}), New York wall clock."""
+    xnys = _xnys()
+    regular = xnys.close_times[-1][1]
+    early = {
+        day.date(): xnys.session_close(day).tz_convert(NEW_YORK).time() for day in xnys.early_closes
+    }
+    return regular, early
 
 
 def _np_day(d) -> np.datetime64:
@@ -95,9 +94,25 @@ def holidays(start, end) -> list[dt.date]:
     return [d.item() for d in table[(table >= lo) & (table <= hi)]]
 
 
+def early_closes(start, end) -> list[dt.date]:
+    """Trading days between `start` and `end` inclusive whose session closes early, in order."""
+    lo, hi = _np_day(start).item(), _np_day(end).item()
+    return sorted(d for d in _closes()[1] if lo <= d <= hi)
+
+
 def is_trading_day(d) -> bool:
-    """True when US equity options trade on `d` (a weekday that is not an NYSE holiday)."""
+    """True when US equity options trade on `d` (a weekday on which the NYSE holds a session)."""
     return bool(np.is_busday(_np_day(d), busdaycal=_busdaycal()))
+
+
+def session_close(d) -> dt.datetime:
+    """When trading day `d`'s session closes: 16:00 New York, earlier on early-close days (13:00
+    on the day after Thanksgiving). ValueError when `d` is not a trading day."""
+    day = to_date(d)
+    if not is_trading_day(day):
+        raise ValueError(f"{day} ({day:%A}) is not a trading day: there is no session to close")
+    regular, early = _closes()
+    return dt.datetime.combine(day, early.get(day, regular), tzinfo=NEW_YORK)
 
 
 def trading_days(start, end) -> list[dt.date]:
@@ -126,6 +141,24 @@ def previous_trading_day(d) -> dt.date:
     return shift_trading_days(d, -1)
 
 
+def _clock(now: dt.datetime | None, zone: ZoneInfo) -> dt.datetime:
+    """`now` (default: the current time) on `zone`'s wall clock; a naive `now` is taken as such."""
+    if now is None:
+        return dt.datetime.now(zone)
+    return now.astimezone(zone) if now.tzinfo is not None else now.replace(tzinfo=zone)
+
+
+def latest_closed_session(now: dt.datetime | None = None) -> dt.date:
+    """The most recent trading day whose session has closed at `now`, by that day's real close
+    (16:00 New York, 13:00 on early-close days). `now` defaults to the current time; an aware
+    datetime is converted to New York, a naive one is taken as New York time."""
+    local = _clock(now, NEW_YORK)
+    today = local.date()
+    if is_trading_day(today) and local >= session_close(today):
+        return today
+    return previous_trading_day(today)
+
+
 def latest_trading_day(
     now: dt.datetime | None = None, close_hour: int = 18, tz: str = "America/New_York"
 ) -> dt.date:
@@ -133,12 +166,10 @@ def latest_trading_day(
 
     `now` defaults to the current time; an aware datetime is converted to `tz`, a naive one is
     taken as already in `tz`. Returns today when it is a trading day and the New York clock has
-    reached `close_hour`, else the previous trading day.
+    reached `close_hour`, else the previous trading day. For the session's real close (early
+    closes included) use `latest_closed_session`.
     """
-    zone = ZoneInfo(tz)
-    local = dt.datetime.now(zone) if now is None else now
-    if local.tzinfo is not None:
-        local = local.astimezone(zone)
+    local = _clock(now, ZoneInfo(tz))
     today = local.date()
     if is_trading_day(today) and local.hour >= close_hour:
         return today

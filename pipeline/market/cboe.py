@@ -5,18 +5,24 @@ each answer:
 
 - 200 with a JSON object of the Cboe shape → `FetchResult`;
 - 429, 5xx, timeouts, connection errors, a truncated body, malformed JSON, or an HTML error page
-  (non-JSON content type or a body starting with ``<``) → `CboeTransientError`, retried with the
-  policy's backoff; a ``Retry-After`` header (seconds or HTTP date) sets the minimum wait;
+  (a non-JSON content type, or a JSON one on a body that does not parse) → `CboeTransientError`,
+  retried with the policy's backoff; a ``Retry-After`` header (seconds or HTTP date) sets the
+  minimum wait;
 - 403 → `UnknownSymbolError` at once (Cboe's answer for unknown symbols, not a permissions issue);
 - any other 4xx → `CboeRequestError` at once;
-- well-formed JSON that lacks the Cboe keys → `parse.MalformedPayloadError` at once (a schema
-  change is not cured by asking again);
+- well-formed JSON that lacks the Cboe keys → `parse.PayloadSchemaChangeError` at once (a schema
+  change is not cured by asking again), or `parse.MalformedPayloadError` when it is not even an
+  object of objects;
 - retries exhausted → `FetchFailedError`, a DataError and deliberately not a TransientError, so the
   task-level retry around data_fetch does not multiply the attempts.
 
 `status_codes` (in the result and on every `CboeFetchError`) lists one entry per attempt: the HTTP
 status as an int, or a string for attempts that got no status: ``"timeout"``,
-``"connection_error"`` (refused, reset, DNS) or ``"incomplete_body"`` (connection dropped mid-body).
+``"connection_error"`` (refused, reset, DNS) or ``"incomplete_body"`` (connection dropped mid-body),
+or that got a 2xx status with a body that is not JSON: ``"bad_content_type"`` (not a JSON
+content type, e.g. a CDN's HTML error page) or ``"malformed_json"`` (a JSON content type on a body
+that does not parse: truncated, or HTML after all). data_fetch logs each as its ``http_<entry>``
+metric, so only real payloads count as ``http_200``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from pipeline.retry import attempts_made, build_retrying
 
 log = logging.getLogger(__name__)
 
-StatusCode = int | str  # int: HTTP status; str: "timeout" | "connection_error" | "incomplete_body"
+# int: HTTP status; str: "timeout" | "connection_error" | "incomplete_body" | "bad_content_type"
+# | "malformed_json" (see the module doc)
+StatusCode = int | str
 
 
 class CboeTransientError(TransientError):
@@ -158,7 +166,8 @@ class CboeClient:
         """GET one symbol's chain under the retry policy → FetchResult(payload checked for shape).
 
         Raises UnknownSymbolError (403), CboeRequestError (other 4xx), FetchFailedError (retries
-        exhausted), parse.MalformedPayloadError (JSON without the Cboe keys).
+        exhausted), parse.PayloadSchemaChangeError (JSON without the Cboe keys: not retried) or
+        parse.MalformedPayloadError (JSON of another shape: not retried).
         """
         url = self.url_for(symbol)
         seen: list[StatusCode] = []
@@ -216,6 +225,8 @@ class CboeClient:
             raise ConfigError(f"cannot request {url}: {exc}") from exc
 
         status = resp.status_code
+        if status < 400:
+            return self._decode(symbol, resp, seen)
         seen.append(status)
         if status == 403:
             raise UnknownSymbolError(
@@ -234,36 +245,39 @@ class CboeClient:
                 status=status,
                 retry_after=retry_after,
             )
-        if 400 <= status < 500:
-            raise CboeRequestError(
-                f"Cboe answered HTTP {status} {resp.reason or ''} for {url}",
-                symbol=symbol,
-                url=url,
-                status_codes=seen,
-                attempts=len(seen),
-            )
-        return self._decode(symbol, resp)
+        raise CboeRequestError(
+            f"Cboe answered HTTP {status} {resp.reason or ''} for {url}",
+            symbol=symbol,
+            url=url,
+            status_codes=seen,
+            attempts=len(seen),
+        )
 
     @staticmethod
-    def _decode(symbol: str, resp: requests.Response) -> dict:
-        """A 2xx body → payload; non-JSON bodies are transient (CDN error pages, cut transfers)."""
+    def _decode(symbol: str, resp: requests.Response, seen: list[StatusCode]) -> dict:
+        """A 2xx body → checked payload, appending the attempt's outcome to `seen`. A body that is
+        not JSON (a CDN's error page, a cut transfer) is transient, and its outcome says which:
+        "bad_content_type" or "malformed_json", not the 200 it came with."""
         ctype = resp.headers.get("Content-Type", "")
         body = resp.content
-        head = body.lstrip()[:1]
-        if head == b"<" or (ctype and "json" not in ctype.lower()):
+        if ctype and "json" not in ctype.lower():
+            seen.append("bad_content_type")
             raise CboeTransientError(
-                f"HTTP {resp.status_code} with a non-JSON body (Content-Type {ctype!r}, "
-                f"{len(body)} bytes, starts {body[:40]!r})",
-                status=resp.status_code,
+                f"HTTP {resp.status_code} with Content-Type {ctype!r}, not JSON "
+                f"({len(body)} bytes, starts {body[:40]!r})",
+                status="bad_content_type",
             )
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            seen.append("malformed_json")
+            what = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed or truncated JSON"
             raise CboeTransientError(
-                f"HTTP {resp.status_code} with malformed or truncated JSON ({len(body)} bytes: {exc})",
-                status=resp.status_code,
+                f"HTTP {resp.status_code} with {what} ({len(body)} bytes: {exc})",
+                status="malformed_json",
             ) from exc
-        check_payload(payload, symbol)  # MalformedPayloadError: not retried
+        seen.append(resp.status_code)
+        check_payload(payload, symbol)  # PayloadSchemaChangeError/MalformedPayloadError: no retry
         if payload.get("symbol") != symbol:
             log.warning("Cboe answered %r for symbol %r", payload.get("symbol"), symbol)
         return payload

@@ -10,10 +10,17 @@ back the same dtypes with no extension types; missing strings are NaN. Times are
 
 Structure problems are errors (`MalformedPayloadError`, `EmptyChainError`); bad values inside a
 well-formed payload (a price that is not a number, ``iv == 0.0``) become NaN for validation to judge.
+A changed key set is a vendor schema change (`PayloadSchemaChangeError`, a `MalformedPayloadError`
+and a `pipeline.errors.SchemaChangeError`, so a failed task raises the plan's ``schema_change``
+alert): a key the parser needs is missing, or a quote record (contract) carries a key it does not
+know. The message names both the missing and the new keys, e.g. ``bid`` missing, ``bid_price`` new.
+`chain_to_frame` raises nothing else, whatever JSON it is given.
 """
 
 from __future__ import annotations
 
+import reprlib
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,6 +78,32 @@ NUMERIC_FIELDS = {
 REQUIRED_CONTRACT_KEYS = ("option", *NUMERIC_FIELDS)
 # untraded contracts may lack these; they become NaN / NaT rather than an error
 OPTIONAL_CONTRACT_KEYS = ("last_trade_price", "last_trade_time")
+# Cboe sends these per contract too; the raw table does not keep them
+IGNORED_CONTRACT_KEYS = (
+    "change",
+    "percent_change",
+    "open",
+    "high",
+    "low",
+    "tick",
+    "prev_day_close",
+)
+KNOWN_CONTRACT_KEYS = frozenset(
+    (*REQUIRED_CONTRACT_KEYS, *OPTIONAL_CONTRACT_KEYS, *IGNORED_CONTRACT_KEYS)
+)
+# the underlying's fields Cboe sends under `data` besides DATA_KEYS (only named in messages)
+UNDERLYING_KEYS = (
+    "symbol", "security_type", "exchange_id", "price_change", "price_change_percent", "bid", "ask",
+    "bid_size", "ask_size", "open", "high", "low", "close", "prev_day_close", "volume", "iv30",
+    "iv30_change", "iv30_change_percent", "seqno", "last_trade_time", "tick",
+)  # fmt: skip
+_FLOAT_MAX = sys.float_info.max
+# what messages show of a value from the payload: enough to recognise it, never a page of it
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlong = 30
+_SHORT.maxlevel = 2
+_SHORT.maxlist = 20  # key lists in full (a contract has 14 required keys)
 _PLAIN_NUMBER_TYPES = {float, int, bool, type(None)}
 _NULL_TOKENS = {"", "nan", "NaN", "NAN", "NaT", "None", "none", "null", "NULL", "<NA>", "N/A", "NA"}
 
@@ -79,60 +112,102 @@ class MalformedPayloadError(DataError):
     """The payload does not have the Cboe delayed-quotes structure (keys missing, wrong types)."""
 
 
+class PayloadSchemaChangeError(MalformedPayloadError, SchemaChangeError):
+    """The payload's keys changed: expected keys are missing and/or quote records carry unknown
+    keys. Not retried (asking again gives the same schema); alerts as ``schema_change``.
+    `missing` and `unknown` list the keys, sorted."""
+
+    def __init__(self, message: str, *, missing: list[str], unknown: list[str]):
+        super().__init__(message)
+        self.missing = missing
+        self.unknown = unknown
+
+
 class EmptyChainError(DataError):
     """The payload is well formed but lists no option contracts."""
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A payload value for a message: its repr, shortened to about `limit` characters."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key_change(
+    who: str, where: str, missing: set, unknown: set, tail: str = ""
+) -> PayloadSchemaChangeError:
+    """A PayloadSchemaChangeError naming the missing and the new keys `where` in the payload
+    (`who`: the symbol as `_shown`)."""
+    missing_keys, unknown_keys = sorted(missing, key=str), sorted(unknown, key=str)
+    parts = [f"missing keys {_shown(missing_keys, 300)}"] if missing_keys else []
+    parts += [f"new keys {_shown(unknown_keys, 300)}"] if unknown_keys else []
+    return PayloadSchemaChangeError(
+        f"Cboe payload for {who}: schema change {where}: {', '.join(parts)}{tail}",
+        missing=missing_keys,
+        unknown=unknown_keys,
+    )
 
 
 def check_payload(payload: Any, symbol: str | None = None) -> None:
     """Raise MalformedPayloadError unless `payload` has the Cboe top-level structure.
 
     Checks: a dict with `timestamp`, `symbol`, `data`; `data` a dict with `current_price` and
-    `options`; `options` a list. Contracts themselves are checked by `chain_to_frame`.
+    `options`; `options` a list. A missing key is a PayloadSchemaChangeError naming the keys
+    found there instead. Contracts themselves are checked by `chain_to_frame`.
     `symbol` (what was requested) only improves the message.
     """
-    who = symbol or (payload.get("symbol") if isinstance(payload, dict) else None) or "?"
+    who = _shown(symbol or (payload.get("symbol") if isinstance(payload, dict) else None) or "?")
     if not isinstance(payload, dict):
         raise MalformedPayloadError(
-            f"Cboe payload for {who!r} is a {type(payload).__name__}, expected a JSON object"
+            f"Cboe payload for {who} is a {type(payload).__name__}, expected a JSON object"
         )
-    missing = [k for k in TOP_LEVEL_KEYS if k not in payload]
+    missing = {k for k in TOP_LEVEL_KEYS if k not in payload}
     if missing:
-        raise MalformedPayloadError(
-            f"Cboe payload for {who!r} misses top-level keys {missing} (has {sorted(payload)[:10]})"
-        )
+        raise _key_change(who, "at the top level", missing, payload.keys() - set(TOP_LEVEL_KEYS))
     data = payload["data"]
     if not isinstance(data, dict):
         raise MalformedPayloadError(
-            f"Cboe payload for {who!r}: 'data' is a {type(data).__name__}, expected an object"
+            f"Cboe payload for {who}: 'data' is a {type(data).__name__}, expected an object"
         )
-    missing = [k for k in DATA_KEYS if k not in data]
+    missing = {k for k in DATA_KEYS if k not in data}
     if missing:
-        raise MalformedPayloadError(f"Cboe payload for {who!r} misses keys {missing} under 'data'")
+        raise _key_change(
+            who, "under 'data'", missing, data.keys() - {*DATA_KEYS, *UNDERLYING_KEYS}
+        )
     if not isinstance(data["options"], list):
         raise MalformedPayloadError(
-            f"Cboe payload for {who!r}: 'data.options' is a {type(data['options']).__name__}, "
+            f"Cboe payload for {who}: 'data.options' is a {type(data['options']).__name__}, "
             "expected a list"
         )
 
 
 def _check_contracts(options: list, who: str) -> None:
-    """Every contract is an object with the required keys, or one error summarising all offenders."""
-    required = set(REQUIRED_CONTRACT_KEYS)
+    """Every contract is an object with the required keys and no unknown ones, or one error
+    summarising all offenders (PayloadSchemaChangeError for the keys)."""
+    required = frozenset(REQUIRED_CONTRACT_KEYS)
     missing: set[str] = set()
+    unknown: set[str] = set()
     offenders: list[str] = []
     for i, contract in enumerate(options):
         if not isinstance(contract, dict):
             raise MalformedPayloadError(
-                f"Cboe payload for {who!r}: data.options[{i}] is a {type(contract).__name__}, "
+                f"Cboe payload for {who}: data.options[{i}] is a {type(contract).__name__}, "
                 "expected an object"
             )
-        if not required <= contract.keys():
-            missing |= required.difference(contract)
-            offenders.append(str(contract.get("option", f"options[{i}]")))
+        keys = contract.keys()
+        if keys == KNOWN_CONTRACT_KEYS:  # the usual contract, in one comparison
+            continue
+        if not (required <= keys and keys <= KNOWN_CONTRACT_KEYS):
+            missing |= required - keys
+            unknown |= keys - KNOWN_CONTRACT_KEYS
+            offenders.append(_shown(contract.get("option", f"options[{i}]")))
     if offenders:
-        raise MalformedPayloadError(
-            f"Cboe payload for {who!r}: {len(offenders)} of {len(options)} contracts miss required "
-            f"keys {sorted(missing)} (first: {offenders[:3]})"
+        raise _key_change(
+            who,
+            f"in {len(offenders)} of {len(options)} contracts",
+            missing,
+            unknown,
+            f" (first: {', '.join(offenders[:3])})",
         )
 
 
@@ -145,8 +220,10 @@ def _numbers(values: list) -> np.ndarray:
         # ("1_000") that pandas refuses.
         try:
             return np.array(values, dtype="float64")
-        except OverflowError:  # an integer beyond float range: leave it to pandas
+        except OverflowError:  # an integer beyond float range: see below
             pass
+    # an integer beyond float range is not a usable number (pandas would raise OverflowError)
+    values = [None if type(v) is int and abs(v) > _FLOAT_MAX else v for v in values]
     return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy("float64")
 
 
@@ -158,11 +235,11 @@ def chain_to_frame(payload: dict) -> pd.DataFrame:
     Raises MalformedPayloadError (structure) or EmptyChainError (no contracts).
     """
     check_payload(payload)
-    who = str(payload["symbol"])
+    symbol, who = str(payload["symbol"]), _shown(payload["symbol"])
     options = payload["data"]["options"]
     if not options:
         raise EmptyChainError(
-            f"Cboe payload for {who!r} at {payload['timestamp']!r} lists no option contracts"
+            f"Cboe payload for {who} at {_shown(payload['timestamp'])} lists no option contracts"
         )
     _check_contracts(options, who)
     stamp = payload["timestamp"]
@@ -171,10 +248,10 @@ def chain_to_frame(payload: dict) -> pd.DataFrame:
     )
     if quote_time is None or pd.isna(quote_time):
         raise MalformedPayloadError(
-            f"Cboe payload for {who!r}: timestamp {payload['timestamp']!r} is not a date-time"
+            f"Cboe payload for {who}: timestamp {_shown(payload['timestamp'])} is not a date-time"
         )
     quote_time = quote_time.tz_localize(None) if quote_time.tzinfo else quote_time
-    spot = pd.to_numeric(pd.Series([payload["data"]["current_price"]]), errors="coerce")[0]
+    spot = _numbers([payload["data"]["current_price"]])[0]
 
     # One list per payload key (an absent optional key gives None), and the frame is built once
     # from finished columns: inserting two dozen columns one by one costs several times more.
@@ -187,7 +264,7 @@ def chain_to_frame(payload: dict) -> pd.DataFrame:
     columns: dict[str, Any] = {
         "quote_time": np.full(n, quote_time.as_unit("ns").asm8),
         "quote_date": np.full(n, quote_time.normalize().as_unit("ns").asm8),
-        "underlying": np.full(n, who, dtype=object),
+        "underlying": np.full(n, symbol, dtype=object),
         "spot": np.full(n, float(spot)),
         # a stray number as a symbol must not make the column mixed-type (parquet refuses those)
         "option": pd.Series(

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import RetryPolicy
-from pipeline.errors import ConfigError, DataError, TransientError
+from pipeline.errors import ConfigError, DataError, SchemaChangeError, TransientError
 from pipeline.market.cboe import (
     CboeClient,
     CboeRequestError,
@@ -29,7 +29,7 @@ from pipeline.market.cboe import (
     UnknownSymbolError,
     parse_retry_after,
 )
-from pipeline.market.parse import MalformedPayloadError, chain_to_frame
+from pipeline.market.parse import MalformedPayloadError, PayloadSchemaChangeError, chain_to_frame
 from pipeline.retry import build_retrying
 
 pytestmark = pytest.mark.integration
@@ -220,7 +220,8 @@ def test_truncated_json_then_success(server):
     base, srv = server
     srv.script("SPY", send(200, BODY[: len(BODY) // 2]), OK)
     result = make_client(base).fetch_chain("SPY")
-    assert (result.status_codes, result.attempts) == ([200, 200], 2)
+    # the cut-off 200 is its own outcome, not a second http_200
+    assert (result.status_codes, result.attempts) == (["malformed_json", 200], 2)
     assert result.payload == PAYLOAD
 
 
@@ -231,12 +232,20 @@ def test_connection_dropped_mid_body_then_success(server):
     assert result.status_codes == ["incomplete_body", 200]
 
 
-def test_html_error_page_then_success(server):
+def test_html_error_page_then_success(server, caplog):
     base, srv = server
     page = b"<html><head><title>502 Bad Gateway</title></head><body>cloudfront</body></html>"
     srv.script("SPY", send(200, page, "text/html"), send(200, page, "application/json"), OK)
-    result = make_client(base).fetch_chain("SPY")
-    assert (result.status_codes, result.attempts) == ([200, 200, 200], 3)
+    waits: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="pipeline.market.cboe"):
+        result = make_client(base, waits).fetch_chain("SPY")
+    assert (result.status_codes, result.attempts) == (
+        ["bad_content_type", "malformed_json", 200],
+        3,
+    )
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert "Content-Type 'text/html', not JSON" in retries[0]
+    assert "with an HTML page" in retries[1]
 
 
 # --- fail fast ---------------------------------------------------------------------------------
@@ -264,6 +273,38 @@ def test_other_4xx_fails_fast_with_status_and_url(server):
         make_client(base).fetch_chain("SPY")
     assert f"{base}/SPY.json" in str(info.value)
     assert srv.count("SPY") == 1
+
+
+def test_renamed_quote_key_is_a_schema_change_not_retried(server):
+    """Cboe renames `bid` to `bid_price`: the fetch checks the chain's structure, data_fetch's
+    parser the quotes (see tests/integration/test_data_fetch_sources.py for the alert)."""
+    base, srv = server
+    renamed = json.loads(BODY)
+    for contract in renamed["data"]["options"]:
+        contract["bid_price"] = contract.pop("bid")
+    srv.script("SPY", send(200, json.dumps(renamed).encode()))
+    result = make_client(base).fetch_chain("SPY")
+    assert (result.status_codes, result.attempts) == ([200], 1)
+    with pytest.raises(
+        PayloadSchemaChangeError, match=r"missing keys \['bid'\], new keys \['bid_price'\]"
+    ):
+        chain_to_frame(result.payload)
+
+
+def test_renamed_top_level_key_fails_fast_as_a_schema_change(server):
+    base, srv = server
+    renamed = json.loads(BODY)
+    renamed["quotes"] = renamed.pop("data")
+    srv.script("SPY", send(200, json.dumps(renamed).encode()))
+    waits: list[float] = []
+    with pytest.raises(PayloadSchemaChangeError) as info:
+        make_client(base, waits).fetch_chain("SPY")
+    assert str(info.value) == (
+        "Cboe payload for 'SPY': schema change at the top level: missing keys ['data'], "
+        "new keys ['quotes']"
+    )
+    assert isinstance(info.value, SchemaChangeError) and not isinstance(info.value, TransientError)
+    assert srv.count("SPY") == 1 and waits == []
 
 
 def test_json_without_cboe_keys_fails_fast(server):

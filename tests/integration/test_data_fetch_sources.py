@@ -11,9 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
+from monitoring import alerts
 from pipeline import data_fetch
 from pipeline.artifacts import Artifacts, read_frame, write_frame
-from pipeline.errors import DataError
+from pipeline.errors import DataError, TransientError
+from pipeline.market.parse import PayloadSchemaChangeError
 from pipeline.market.synthetic import generate_chain
 from pipeline.runtime import execute
 
@@ -58,6 +60,105 @@ def cboe_server(make_cfg):
     yield f"http://127.0.0.1:{server.server_port}/api/global/delayed_quotes/options", hits
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def scripted_cboe(make_cfg):
+    """(url, script, hits, body): a Cboe-like server on 127.0.0.1 that answers each symbol's
+    requests with script[symbol] in turn, (status, content type, body) each, the last one
+    repeating; body[symbol] is the synthetic market's payload for DAY, as bytes."""
+    cfg = make_cfg()
+    body = {
+        s: json.dumps(generate_chain(s, DAY, cfg.data_fetch.synthetic, cfg.market)[0]).encode()
+        for s in ("SPY", "_SPX")
+    }
+    script: dict[str, list[tuple[int, str, bytes]]] = {}
+    hits: Counter = Counter()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            symbol = self.path.rsplit("/", 1)[-1].removesuffix(".json")
+            hits[symbol] += 1
+            answers = script.get(symbol) or [(403, "application/xml", b"<Error/>")]
+            status, ctype, payload = answers[min(hits[symbol], len(answers)) - 1]
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield (
+        f"http://127.0.0.1:{server.server_port}/api/global/delayed_quotes/options",
+        script,
+        hits,
+        body,
+    )
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_truncated_and_html_answers_are_counted_as_their_own_outcomes(
+    make_cfg, tracking, scripted_cboe
+):
+    url, script, hits, body = scripted_cboe
+    json_type, page = "application/json", b"<html><body>502 Bad Gateway</body></html>"
+    script["SPY"] = [
+        (200, json_type, body["SPY"][: len(body["SPY"]) // 2]),  # truncated JSON
+        (200, "text/html", page),  # a CDN's error page
+        (200, json_type, body["SPY"]),
+    ]
+    script["_SPX"] = [(200, json_type, page), (200, json_type, body["_SPX"])]  # HTML, mislabelled
+    cfg = make_cfg(
+        "data_fetch=cboe",
+        f"data_fetch.cboe.base_url={url}",
+        "data_fetch.cboe.symbols=[SPY,_SPX]",
+        *FAST_RETRY,
+        tiny=False,
+    )
+    metrics = execute(data_fetch.SPEC, cfg, DAY).metrics
+    assert {k: v for k, v in metrics.items() if k.startswith("http_")} == {
+        "http_malformed_json": 2,
+        "http_bad_content_type": 1,
+        "http_200": 2,  # only the answers that were payloads
+    }
+    assert metrics["fetch_retries"] == 3 and hits == {"SPY": 3, "_SPX": 2}
+
+
+def test_a_renamed_quote_key_alerts_schema_change_without_retrying(
+    make_cfg, tracking, scripted_cboe
+):
+    url, script, hits, body = scripted_cboe
+    renamed = json.loads(body["SPY"])
+    for contract in renamed["data"]["options"]:
+        contract["bid_price"] = contract.pop("bid")
+    script["SPY"] = [(200, "application/json", json.dumps(renamed).encode())]
+    cfg = make_cfg(
+        "data_fetch=cboe",
+        f"data_fetch.cboe.base_url={url}",
+        "data_fetch.cboe.symbols=[SPY]",
+        *FAST_RETRY,
+        tiny=False,
+    )
+    with pytest.raises(PayloadSchemaChangeError) as info:
+        execute(data_fetch.SPEC, cfg, DAY)
+    assert not isinstance(info.value, TransientError)
+    assert hits == {"SPY": 1}  # neither the client nor the task retried
+    (alert,) = alerts.read_alerts(cfg.alerts.log_path)
+    assert (alert["kind"], alert["severity"], alert["task"]) == (
+        "schema_change",
+        "error",
+        "data_fetch",
+    )
+    assert "missing keys ['bid'], new keys ['bid_price']" in alert["message"]
+    assert alert["details"]["error"] == "PayloadSchemaChangeError"
+    assert not Artifacts(cfg.paths, cfg.data_format).raw_quotes(DAY).exists()
 
 
 def test_cboe_source_gives_the_same_raw_table_as_the_synthetic_source(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import shlex
+import os
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.projects._project_spec import load_project
 from omegaconf import OmegaConf
 
 from pipeline.config import CONFIG_DIR, REPO_ROOT, TASKS, check_schema
+from pipeline.mlproject import split_overrides
 from tests.conftest import compose_config
 from tests.helpers import run_module
 
@@ -93,19 +98,54 @@ def test_mlproject_has_one_entry_point_per_built_task_and_main():
     assert set(ENTRY_POINTS) <= set(entry_points)
     for name, ep in entry_points.items():
         assert ep["parameters"]["overrides"]["default"] == ""
-        assert ep["command"] == f"python -m pipeline.{name} $(echo {{overrides}})"
+        assert ep["command"] == f"python -m pipeline.mlproject pipeline.{name} {{overrides}}"
+
+
+def run_entry_point(entry_point: str, overrides: str) -> subprocess.CompletedProcess:
+    """The entry point's command exactly as `mlflow run . -e <entry_point> -P overrides=...`
+    builds it (MLflow's own project loader quotes the parameter) and runs it (`bash -c`, in the
+    project directory, `python` being the project's interpreter)."""
+    entry = load_project(REPO_ROOT).get_entry_point(entry_point)
+    command = entry.compute_command({"overrides": overrides}, storage_dir=None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(
+        ["bash", "-c", command], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 def test_every_entry_point_answers_help(entry_point):
-    command = _mlproject()["entry_points"][entry_point]["command"].replace(
-        "$(echo {overrides})", "--help"
-    )
-    module = shlex.split(command)[2]
-    result = run_module(module, "--help", timeout=120)
+    result = run_entry_point(entry_point, "--help")
     assert result.returncode == 0, result.stderr
     assert "options-pricing pipeline" in result.stdout
     assert "data_fetch: cboe, file, synthetic" in result.stdout
+
+
+def test_a_quoted_override_with_spaces_reaches_hydra_as_one_override():
+    overrides = 'registry.reason="rolled back: a b"  registry.version=3 --cfg job -p registry'
+    result = run_entry_point("promote", overrides)
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert (printed["reason"], str(printed["version"])) == ("rolled back: a b", "3")
+
+
+def test_the_override_splitting_is_a_shells_without_expansion():
+    assert split_overrides([""]) == []
+    assert split_overrides(["a=1  b='x y' c=\"p q\" d=[SPY,_SPX] e=$(id) f=*"]) == [
+        "a=1", "b=x y", "c=p q", "d=[SPY,_SPX]", "e=$(id)", "f=*"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="no closing quotation"):
+        split_overrides(['registry.reason="a b'])
+
+
+def test_bad_quoting_in_overrides_is_one_line_and_exit_2():
+    result = run_entry_point("data_fetch", 'registry.reason="a b')
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        """error: overrides 'registry.reason="a b': no closing quotation; quote a value with """
+        'spaces as key="a b" inside the parameter'
+    ]
 
 
 @pytest.mark.parametrize(

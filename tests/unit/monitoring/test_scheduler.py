@@ -55,6 +55,9 @@ def test_the_day_run_is_the_latest_closed_session():
     assert closed_day(dt.datetime(2026, 3, 9, 15, 59, tzinfo=NY)) == dt.date(2026, 3, 6)
     assert closed_day(dt.datetime(2026, 3, 9, 18, 0, tzinfo=NY)) == dt.date(2026, 3, 9)
     assert closed_day(dt.datetime(2026, 4, 4, 18, 0, tzinfo=NY)) == dt.date(2026, 4, 2)  # Good Fri
+    # the day after Thanksgiving closes at 13:00: by 14:00 its session is over
+    assert closed_day(dt.datetime(2026, 11, 27, 14, 0, tzinfo=NY)) == dt.date(2026, 11, 27)
+    assert closed_day(dt.datetime(2026, 11, 27, 12, 30, tzinfo=NY)) == dt.date(2026, 11, 25)
 
 
 def _holder(path, seconds: float) -> subprocess.Popen:

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring.alerts import kind_of
 from pipeline.errors import DataError, SchemaChangeError
 from pipeline.market.parse import (
     RAW_COLUMNS,
     EmptyChainError,
     MalformedPayloadError,
+    PayloadSchemaChangeError,
     chain_to_frame,
     check_payload,
     coerce_raw,
@@ -145,7 +147,7 @@ def test_missing_top_level_key_is_named(spy_payload, key):
 @pytest.mark.parametrize("key", ["options", "current_price"])
 def test_missing_data_key_is_named(spy_payload, key):
     del spy_payload["data"][key]
-    with pytest.raises(MalformedPayloadError, match=rf"\['{key}'\] under 'data'"):
+    with pytest.raises(MalformedPayloadError, match=rf"under 'data': missing keys \['{key}'\]"):
         chain_to_frame(spy_payload)
 
 
@@ -177,6 +179,48 @@ def test_contract_missing_keys_names_keys_symbol_and_contract(spy_payload):
     assert "2 of 7 contracts" in msg
     assert "['gamma', 'iv']" in msg
     assert "SPY260821C00600000" in msg
+
+
+def test_renamed_contract_key_is_a_schema_change_naming_both_keys(spy_payload):
+    for contract in spy_payload["data"]["options"]:
+        contract["bid_price"] = contract.pop("bid")
+    with pytest.raises(PayloadSchemaChangeError) as info:
+        chain_to_frame(spy_payload)
+    exc = info.value
+    assert str(exc).startswith(
+        "Cboe payload for 'SPY': schema change in 7 of 7 contracts: missing keys ['bid'], "
+        "new keys ['bid_price'] (first: 'SPY251205C00655000', 'SPY251205P00655000', "
+    )
+    assert (exc.missing, exc.unknown) == (["bid"], ["bid_price"])
+    # a schema change to the alerts (the plan's schema_change), still a malformed payload to callers
+    assert isinstance(exc, SchemaChangeError) and isinstance(exc, MalformedPayloadError)
+    assert kind_of(exc) == "schema_change"
+
+
+def test_a_new_contract_key_alone_is_a_schema_change(spy_payload):
+    spy_payload["data"]["options"][5]["mark"] = 1.25
+    with pytest.raises(PayloadSchemaChangeError, match=r"in 1 of 7 contracts: new keys \['mark'\]"):
+        chain_to_frame(spy_payload)
+
+
+def test_renamed_data_key_is_a_schema_change(spy_payload):
+    spy_payload["data"]["option_chain"] = spy_payload["data"].pop("options")
+    with pytest.raises(PayloadSchemaChangeError) as info:
+        check_payload(spy_payload, "SPY")
+    assert str(info.value) == (
+        "Cboe payload for 'SPY': schema change under 'data': missing keys ['options'], "
+        "new keys ['option_chain']"
+    )
+
+
+def test_numbers_beyond_float_range_are_nan(spy_payload):
+    spy_payload["data"]["current_price"] = 10**400
+    spy_payload["data"]["options"][0]["bid"] = -(10**400)
+    spy_payload["data"]["options"][1]["ask"] = "12.5"  # the slow path, with a huge integer in it
+    spy_payload["data"]["options"][2]["ask"] = 10**400
+    df = chain_to_frame(spy_payload)
+    assert df["spot"].isna().all()
+    assert np.isnan(df.loc[0, "bid"]) and np.isnan(df.loc[2, "ask"]) and df.loc[1, "ask"] == 12.5
 
 
 def test_unparseable_timestamp_is_malformed(spy_payload):
