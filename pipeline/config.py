@@ -181,8 +181,8 @@ class ModelTrainConfig:
     learn_base_blend: bool = (
         True  # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
     )
-    # leave out of train/validation the days the market moved overnight more than this × the
-    # window's median (training.jump_days); None: train on every day
+    # days the market moved overnight more than this × the window's median (training.jump_days)
+    # are left out of the monitor's reference; None: none
     jump_day_factor: float | None = 5.0
     # first holdout day (YYYY-MM-DD; the monitor's change point on a retrain); None = the last
     # holdout_days. Holdout = the days from it on (the last holdout_days of them at most)

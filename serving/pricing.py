@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from pipeline.model.pricer import ContractError
+from pipeline.model.pricer import ContractError, StateMissing
 from serving.schemas import Contract, Problem, Rejection, summary
 
 FIELDS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot", "rate",
@@ -46,7 +46,8 @@ def predict(pricer: Pricer, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     """(iv, price) arrays for the rows of `frame`.
 
     Raises Rejection(422) when the model's own validation refuses rows (pricer.validate_contracts
-    names each row index) or when a row has no finite answer."""
+    names each row index and field: malformed values, the plausibility bounds of
+    pipeline.model.plausibility) or when a row has no finite answer."""
     try:
         with np.errstate(all="ignore"):  # extreme-but-valid inputs: checked below, not warned
             out = pricer.predict(None, frame)
@@ -56,7 +57,10 @@ def predict(pricer: Pricer, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
                   if f is not None and isinstance(i, int | np.integer)]  # fmt: skip
         if placed and len(placed) == len(exc.problems):
             raise Rejection(422, summary(placed), placed) from None
-        raise Rejection(422, f"the model refused the contracts: {exc}") from None
+        problems = []
+        if isinstance(exc, StateMissing):  # the message names the quote dates without a state
+            problems = [Problem(index=None, field="quote_date", message=str(exc))]
+        raise Rejection(422, f"the model refused the contracts: {exc}", problems) from None
     iv, price = out["iv"].to_numpy(float), out["price"].to_numpy(float)
     bad = np.flatnonzero(~(np.isfinite(iv) & np.isfinite(price)))
     if len(bad):

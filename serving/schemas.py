@@ -5,6 +5,9 @@
 
     400  the body is not JSON, or not a JSON object
     413  the body is larger than MAX_BODY_BYTES
+    415  the body is declared as something other than JSON (`check_content_type`: the
+         Content-Type header must be application/json, parameters such as charset allowed; a
+         request without one is read as JSON, as BentoML does)
     422  {"error": "<one sentence>", "problems": [{"index": 3, "field": "strike",
           "message": "must be > 0, got -1.0"}, ...]}: every problem of every contract is listed;
           one bad contract rejects the whole request (nothing is priced)
@@ -15,8 +18,17 @@ Bounds (bad input must get a 4xx, never a crash or a meaningless number):
 - rate and dividend_yield: finite, within ±MAX_RATE (±100% a year) or null (the model's default);
 - dates: YYYY-MM-DD between 1900-01-01 and 2200-12-31; expiry after quote_date and at most
   MAX_YEARS years after it;
+- option (OCC symbol, optional): printable ASCII, OPTION_SYMBOL_PATTERN: letters, digits,
+  spaces (OCC's own alphabet: SPY261218C00500000, or padded "SPY   261218C00500000") and the
+  '.', '_', '-' of other spellings of roots (BRK.B, _SPX); no control, invisible or non-ASCII
+  characters (NUL, a right-to-left override, another script's digits): 422 naming the field;
 - 1 to MAX_CONTRACTS (10,000) contracts per request; no fields besides the ones below.
 JSON's non-standard NaN/Infinity tokens parse, then fail the finite-number check.
+
+The model adds its plausibility bounds (pipeline/model/plausibility.py), answered with the same
+422 naming contract and field: strike and spot at least MIN_LEVEL (0.01), a strike within a
+factor of MAX_STRIKE_RATIO (1,000) of spot. They need the model (moneyness spans two fields; the
+model refuses such rows from every caller), so they are checked when the contracts are priced.
 """
 
 from __future__ import annotations
@@ -27,15 +39,30 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from pipeline.model.plausibility import MAX_LEVEL, MAX_RATE, MAX_STRIKE_RATIO, MAX_YEARS, MIN_LEVEL
+
 MAX_CONTRACTS = 10_000
 MAX_BODY_BYTES = 16 * 1024 * 1024  # ~5x a maximal request with long OCC symbols
-MAX_LEVEL = 10_000_000.0
-MAX_RATE = 1.0
-MAX_YEARS = 30
+JSON_MEDIA_TYPE = "application/json"
+# the characters of an option symbol (see the module docstring); ASCII ranges, not \w or \d
+OPTION_SYMBOL_PATTERN = r"^[A-Za-z0-9 ._-]+$"
+OPTION_SYMBOL_CHARACTERS = "ASCII letters, digits, spaces, '.', '_' and '-'"
 FIRST_DATE, LAST_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
 SHOWN = 5  # problems quoted in the one-sentence error
 
-Level = Annotated[float, Field(gt=0, le=MAX_LEVEL, allow_inf_nan=False)]
+
+def _documented_level(schema: dict) -> None:
+    """A level's bounds in the OpenAPI page: minimum MIN_LEVEL, the model's floor (values in
+    (0, MIN_LEVEL) pass the schema's "> 0" and get the model's 422). Pydantic writes `gt=0` as
+    "exclusiveMinimum": 0, a number, which OpenAPI 3.0's JSON Schema (draft 4: a boolean next
+    to "minimum") does not allow: schemathesis and code generators refuse the page."""
+    schema.pop("exclusiveMinimum", None)
+    schema["minimum"] = MIN_LEVEL
+
+
+Level = Annotated[
+    float, Field(gt=0, le=MAX_LEVEL, allow_inf_nan=False, json_schema_extra=_documented_level)
+]
 Rate = Annotated[float, Field(ge=-MAX_RATE, le=MAX_RATE, allow_inf_nan=False)]
 Day = Annotated[dt.date, Field(ge=FIRST_DATE, le=LAST_DATE)]
 
@@ -64,10 +91,15 @@ class Contract(BaseModel):
         description="Underlying symbol as the model knows it (Cboe spelling: SPY, _SPX, ...)",
     )
     option_type: Literal["C", "P"] = Field(description="'C' (call) or 'P' (put)")
-    strike: Level = Field(description="Strike price, > 0")
+    strike: Level = Field(
+        description=f"Strike price, > 0; the model refuses one under {MIN_LEVEL:g} or more than "
+        f"{MAX_STRIKE_RATIO:,}× away from spot (422)"
+    )
     expiry: Day = Field(description="Expiry date (YYYY-MM-DD), after quote_date")
     quote_date: Day = Field(description="Pricing date (YYYY-MM-DD)")
-    spot: Level = Field(description="Underlying price on quote_date, > 0")
+    spot: Level = Field(
+        description=f"Underlying price on quote_date, > 0; the model refuses one under {MIN_LEVEL:g}"
+    )
     rate: Rate | None = Field(
         default=None, description="Continuous risk-free rate; null: the model's"
     )
@@ -77,8 +109,9 @@ class Contract(BaseModel):
     option: str | None = Field(
         default=None,
         max_length=64,
-        description="OCC option symbol (e.g. SPY261218C00500000): lets the model use the "
-        "contract's own previous-day IV",
+        pattern=OPTION_SYMBOL_PATTERN,
+        description="OCC option symbol (e.g. SPY261218C00500000; "
+        f"{OPTION_SYMBOL_CHARACTERS} only): lets the model use the contract's own previous-day IV",
     )
 
     @model_validator(mode="after")
@@ -143,6 +176,18 @@ class Rejection(Exception):
         self.body = ErrorBody(error=error, problems=problems or [])
 
 
+def check_content_type(content_type: str | None) -> None:
+    """Rejection(415) unless a POST /price body is declared as JSON (see the module docstring)."""
+    if not content_type or content_type.split(";")[0].strip().lower() == JSON_MEDIA_TYPE:
+        return
+    shown = _show(content_type)
+    header = Problem(
+        index=None, field="Content-Type", message=f"must be {JSON_MEDIA_TYPE}, got {shown}"
+    )
+    raise Rejection(415, f"unsupported Content-Type {shown}: send the body as JSON, with the "
+                         f"header 'Content-Type: {JSON_MEDIA_TYPE}'", [header])  # fmt: skip
+
+
 def parse_price_request(body: bytes) -> PriceRequest:
     """Validate a POST /price body; raises Rejection (400/413/422) naming every problem."""
     if len(body) > MAX_BODY_BYTES:
@@ -174,12 +219,20 @@ def problem(error: dict[str, Any]) -> Problem:
     """One pydantic error as a Problem: loc ('contracts', 3, 'strike') → index 3, field strike."""
     loc = error["loc"]
     index = loc[1] if len(loc) > 1 and loc[0] == "contracts" and isinstance(loc[1], int) else None
-    field = str(loc[2]) if index is not None and len(loc) > 2 else None
-    if index is None:  # a problem of the request itself: a stray key, contracts missing/too long
-        field = ".".join(map(str, loc)) or None
+    field = _field_name(str(loc[2])) if index is not None and len(loc) > 2 else None
+    if index is None and loc:  # a problem of the request itself: a stray key, contracts missing
+        field = _field_name(".".join(map(str, loc)))
     if error["type"] in ("expiry_not_after_quote_date", "expiry_too_far"):
         field = "expiry"
     return Problem(index=index, field=field, message=_message(error))
+
+
+def _field_name(name: str) -> str:
+    """A field as the client spelled it; quoted (and cut short) when it would not read as a name
+    in a sentence: empty, padded, long, with control or invisible characters (a stray key can be
+    anything, e.g. "" or "\\r")."""
+    plain = 0 < len(name) <= 40 and name.isprintable() and name.strip() == name
+    return name if plain else _show(name)
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -194,6 +247,9 @@ def _message(error: dict[str, Any]) -> str:
                 f"{MAX_CONTRACTS:,}; split the batch")  # fmt: skip
     if kind == "too_short" and error["loc"] == ("contracts",):
         return "is empty: send at least one contract"
+    if kind == "string_pattern_mismatch" and error["loc"][-1:] == ("option",):
+        return (f"must be an option symbol of {OPTION_SYMBOL_CHARACTERS} (OCC: "
+                f"SPY261218C00500000), got {_show(error['input'])}")  # fmt: skip
     message = error["msg"]
     for pydantic_words, ours in (
         ("Input should be greater than or equal to", "must be ≥"),

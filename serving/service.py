@@ -7,8 +7,9 @@
 
 Routes (request/response models: serving/schemas.py; OpenAPI page at /, spec at /docs.json):
 - POST /price: 1..10,000 contracts → iv, price and the answering model version per contract, in
-  request order. Bad input → 400/413/422 {"error", "problems": [{index, field, message}]} (one
-  bad contract rejects the whole request, every problem listed); 503 while no model is loaded.
+  request order. Bad input → 400/413/415/422 {"error", "problems": [{index, field, message}]}
+  (one bad contract rejects the whole request, every problem listed); 503 while no model is
+  loaded. Error bodies name the problem without stack traces or file paths (`public_error`).
 - GET /livez (BentoML), /readyz (200 once a model is loaded and passed its self-check), /metrics
   (BentoML's metrics plus options_pricer_predictions_total{model_version}).
 - GET /model: the version served; POST /admin/reload: serve the alias's version now (200), or say
@@ -35,6 +36,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -51,7 +53,13 @@ from starlette.routing import Route
 
 from serving import schemas
 from serving.errors import NotLoaded, ReloadFailed
-from serving.schemas import MAX_BODY_BYTES, MAX_CONTRACTS, Rejection, parse_price_request
+from serving.schemas import (
+    MAX_BODY_BYTES,
+    MAX_CONTRACTS,
+    Rejection,
+    check_content_type,
+    parse_price_request,
+)
 
 if TYPE_CHECKING:
     from serving.engine import PricingEngine
@@ -160,6 +168,7 @@ class PriceRequest(IOMixin, schemas.PriceRequest):
     @classmethod
     async def from_http_request(cls, request: Request, serde) -> PriceRequest:
         try:
+            check_content_type(request.headers.get("content-type"))
             parsed = parse_price_request(await read_body(request))
         except Rejection as rejection:
             body = cls.model_construct(contracts=[])
@@ -188,8 +197,47 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+# An error body names the problem, never the machine: no stack trace (XGBoost appends its native
+# one to its messages), no file path (a library's location, a registry's sqlite file). The full
+# text stays in the server log: the registry poll logs each failed load, /admin/reload its own.
+PYTHON_TRACEBACK = "Traceback (most recent call last):"
+# XGBoost's "Stack trace:" and its frames "[bt] (0) /path/libxgboost.so(+0x11031e) [0x7f5e2f91031e]"
+NATIVE_STACK_TRACE = re.compile(
+    r"\s*Stack trace:(?:\s*\[bt\] \(\d+\) [^\[;]*(?:\[0x[0-9a-f]+\])?)*\s*"
+)
+# XGBoost's "[12:00:00] /its/source/file.cc:123: " before the message
+NATIVE_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] [^\s:]+:\d+: ")
+# an absolute path: at the start, after a space, quote or bracket, or in a sqlite:/// or file://
+# URI; not a route after an HTTP method ("GET /readyz")
+ABSOLUTE_PATH = re.compile(
+    r"(?:^|(?<=[\s'\"(\[=,])|(?<=sqlite:///)|(?<=file://))(?<!GET )(?<!POST )"
+    r"(?:/[^\s'\"()\[\],;:]+)+/?"
+)
+
+
+def public_error(text: str) -> str:
+    """`text` as an error body may show it: one line; a Python traceback cut to its last line
+    (the exception), XGBoost's native stack trace and source location dropped; each absolute
+    path cut to its last part (/home/me/registry/mlflow.db → …/mlflow.db)."""
+    head, traceback, trace = text.partition(PYTHON_TRACEBACK)
+    if traceback:
+        text = " ".join([head, *[line for line in trace.splitlines() if line.strip()][-1:]])
+    text = NATIVE_LOCATION.sub("", NATIVE_STACK_TRACE.sub("", text))
+    text = ABSOLUTE_PATH.sub(lambda m: "…/" + m.group().rstrip("/").rsplit("/", 1)[-1], text)
+    return " ".join(text.split())
+
+
+def error_response(status: int, error: str, **fields) -> JSONResponse:
+    """{"error": ..., **fields} with `error` made public (public_error)."""
+    return JSONResponse({"error": public_error(error), **fields}, status_code=status)
+
+
 def rejected(rejection: Rejection) -> JSONResponse:
-    return JSONResponse(rejection.body.model_dump(), status_code=rejection.status)
+    body = rejection.body.model_dump()
+    body["error"] = public_error(body["error"])
+    for problem in body["problems"]:
+        problem["message"] = public_error(problem["message"])
+    return JSONResponse(body, status_code=rejection.status)
 
 
 def priced(version: str, iv, price) -> Response:
@@ -207,9 +255,12 @@ def current_engine() -> PricingEngine:
 async def model_info(request: Request) -> JSONResponse:
     """GET /model: the version served (503 while none is)."""
     try:
-        return JSONResponse(current_engine().model().info())
+        info = current_engine().model().info()
     except NotLoaded as exc:
-        return JSONResponse({"error": str(exc)}, status_code=503)
+        return error_response(503, str(exc))
+    if info.get("fallback"):  # serving previous-production: why the alias's version failed
+        info["fallback"] = {**info["fallback"], "reason": public_error(info["fallback"]["reason"])}
+    return JSONResponse(info)
 
 
 async def admin_reload(request: Request) -> JSONResponse:
@@ -219,7 +270,8 @@ async def admin_reload(request: Request) -> JSONResponse:
     try:
         outcome = await anyio.to_thread.run_sync(engine.reload)
     except ReloadFailed as exc:
-        return JSONResponse({"error": str(exc), "version": engine.holder.serving}, status_code=409)
+        log.warning("POST /admin/reload refused: %s", exc)  # in full; the body is public_error's
+        return error_response(409, str(exc), version=engine.holder.serving)
     if outcome.reloaded:
         log.info("reload: now serving v%s (was %s)", outcome.version, outcome.previous_version)
     return JSONResponse(dataclasses.asdict(outcome))
@@ -253,7 +305,7 @@ class OptionsPricingService:
 
         One invalid contract rejects the whole request (nothing is priced): 422 listing every
         problem by contract index and field. Malformed JSON or not an object: 400. Body over
-        16 MB: 413. No model loaded yet: 503."""
+        16 MB: 413. Content-Type other than application/json: 415. No model loaded yet: 503."""
         if request._rejection is not None:
             return rejected(request._rejection)
         try:
@@ -261,7 +313,7 @@ class OptionsPricingService:
         except Rejection as rejection:
             return rejected(rejection)
         except NotLoaded as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
+            return error_response(503, str(exc))
         PREDICTIONS.labels(model_version=result.version).inc(len(result.iv))
         return priced(result.version, result.iv, result.price)
 

@@ -39,6 +39,7 @@ import xgboost as xgb
 
 from pipeline.feature_engineer import contract_geometry
 from pipeline.market_state import MarketState, StateStore, StateUnavailable, state_features
+from pipeline.model.plausibility import implausible, model_input_problems
 from pipeline.quant.black_scholes import black_price
 
 CONTRACT_COLUMNS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot")
@@ -89,7 +90,8 @@ def validate_contracts(contracts: pd.DataFrame) -> pd.DataFrame:
     """The known columns of `contracts`, typed and checked (a new frame, same index).
 
     Raises ContractError naming row index and problem: missing column or value, unknown option
-    type, non-positive strike/spot, expiry not after quote date, non-finite numbers."""
+    type, non-positive strike/spot, expiry not after quote date, non-finite numbers, values
+    outside the plausibility bounds (pipeline.model.plausibility: levels, moneyness, rates, term)."""
     if not isinstance(contracts, pd.DataFrame):
         raise ContractError(f"expected a DataFrame of contracts, got {type(contracts).__name__}")
     missing = [c for c in CONTRACT_COLUMNS if c not in contracts.columns]
@@ -140,6 +142,7 @@ def validate_contracts(contracts: pd.DataFrame) -> pd.DataFrame:
             )
     if "option" in c:
         c["option"] = raw["option"].where(raw["option"].notna(), None)
+    problems += implausible(c)  # well formed but absurd: spot 1e-310, strike 1,000× spot, ...
     _raise(problems)
     return c
 
@@ -291,6 +294,8 @@ def predict_frame(
     `states`: where each quote date's state comes from (a single MarketState prices the quote
     dates of the trading day after it only)."""
     feats = model_features(contracts, states)
+    # last guard: XGBoost refuses the whole batch over one infinite input; name the row instead
+    _raise(model_input_problems(feats, features, blended_base(feats, booster_blend(booster))))
     iv = predict_iv(feats, booster, features)
     price = black_price(
         feats["forward"], feats["strike"], feats["t_years"], feats["discount"], iv,

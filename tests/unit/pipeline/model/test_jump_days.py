@@ -1,12 +1,12 @@
-"""Jump days: the days yesterday's state does not describe are kept out of the fit, and out of
-the monitor's reference (pipeline.model.training.jump_days, model_train.typical_scores)."""
+"""Jump days: the days yesterday's state does not describe are kept out of the monitor's
+reference (pipeline.model.training.jump_days, model_train.typical_scores)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipeline.model.training import fit_days, jump_days, previous_day_rmse
+from pipeline.model.training import jump_days, previous_day_rmse
 from pipeline.model_train import typical_scores
 
 DAYS = list(pd.bdate_range("2026-03-02", periods=8).date)
@@ -36,11 +36,6 @@ def test_the_previous_day_rmse_reads_yesterdays_smile_for_a_new_contract_and_ski
     frame.loc[1, "moneyness_class"] = "ITM"
     frame.loc[1, "iv"] = 5.0  # ITM is not informative: not counted
     assert np.isclose(previous_day_rmse(frame), 0.05)
-
-
-def test_a_fold_keeps_its_days_when_every_one_of_them_jumped():
-    assert fit_days(DAYS[:3], [DAYS[1]]) == [DAYS[0], DAYS[2]]
-    assert fit_days(DAYS[:2], DAYS[:2]) == DAYS[:2]
 
 
 def test_the_reference_leaves_the_holdouts_jump_days_out():
