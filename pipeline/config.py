@@ -181,6 +181,9 @@ class ModelTrainConfig:
     learn_base_blend: bool = (
         True  # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
     )
+    # log: the trees correct the smile base by a factor, vol features relative to it; level:
+    # they add vol points to it (pricer.model_inputs)
+    target_scale: str = "log"
     # days the market moved overnight more than this × the window's median (training.jump_days)
     # are left out of the monitor's reference; None: none
     jump_day_factor: float | None = 5.0

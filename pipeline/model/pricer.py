@@ -20,7 +20,10 @@ in training, and the monitor, which prices through this same path, watches what 
 The booster predicts IV as a correction to a base level, the previous day's SSVI smile at the
 contract (`prev_smile_iv`, arbitrage-free, linear in total variance outside the fitted range; the
 quadratic surface `prev_surface_iv` where no smile was fitted, the underlying's rv_20d where there
-is no surface, then 20%), passed to XGBoost as base_margin.
+is no surface, then 20%), passed to XGBoost as base_margin. On the booster's `target_scale`
+"log" (the default since model_train.target_scale) the correction is a factor on that base and
+the vol-unit features are read relative to it (`model_inputs`): the same smile shape gives the
+same inputs at any vol level, so a regime change of the level is no extrapolation for the trees.
 
 Output: DataFrame(iv, price) on the input's index; iv clipped to [IV_FLOOR, IV_CAP] (a 1% vol
 floor: trees can extrapolate below zero on unseen inputs, and a non-positive vol has no price);
@@ -56,6 +59,10 @@ IV_FLOOR, IV_CAP = 0.01, 5.0
 # forward (sticky strike) and the contract's own IV yesterday, as gaps to the smile base
 BLEND_TERMS = ("prev_smile_iv_strike", "prev_iv")
 DEFAULT_BASE_IV = 0.20  # base level where neither a surface nor a realised vol is known
+# features in vol units: read relative to the base on the log scale (model_inputs)
+VOL_LEVEL_FEATURES = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
+                      "prev_smile_iv", "prev_smile_iv_strike")  # fmt: skip
+BASE_FLOOR = 1e-4  # vols below it are read as it on the log scale (ln of 0 is not a number)
 MAX_REPORTED = 10  # problems listed in one ContractError message
 
 
@@ -264,24 +271,61 @@ def booster_blend(booster: xgb.Booster) -> dict[str, float]:
     return json.loads(booster.attr("base_blend") or "{}")
 
 
+def booster_scale(booster: xgb.Booster) -> str:
+    """The scale the booster was fitted on (`target_scale` attribute; older boosters: level)."""
+    return booster.attr("target_scale") or "level"
+
+
+def model_inputs(
+    features: pd.DataFrame, names: Sequence[str], blend: dict | None = None, scale: str = "level"
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the booster's input columns `names` in order, its base margin).
+
+    scale "level": features as they are, margin = `blended_base`; the trees add vol points.
+    scale "log": the correction is a factor: margin = ln(blended base), and every feature in vol
+    units is read relative to that base (VOL_LEVEL_FEATURES → ln(feature / base), prev_skew /
+    base, vol_time → base × sqrt_t), so the trees see the same inputs for the same smile shape
+    at 15% or at 60% vol: a regime whose level the training days never reached is not an
+    extrapolation."""
+    x = features[list(names)].astype(float)
+    base = blended_base(features, blend)
+    if scale == "level":
+        return x, base
+    if scale != "log":
+        raise ValueError(f"unknown target scale {scale!r}: expected level or log")
+    base = np.maximum(base, BASE_FLOOR)
+    x = x.copy()
+    for name in x.columns:
+        if name in VOL_LEVEL_FEATURES:
+            x[name] = np.log(np.maximum(x[name].to_numpy(float), BASE_FLOOR) / base)
+        elif name == "prev_skew":
+            x[name] = x[name].to_numpy(float) / base
+        elif name == "vol_time":
+            x[name] = base * features["sqrt_t"].to_numpy(float)
+    return x, np.log(base)
+
+
 def design_matrix(
-    features: pd.DataFrame, names: Sequence[str], label=None, blend: dict | None = None
+    features: pd.DataFrame,
+    names: Sequence[str],
+    label=None,
+    blend: dict | None = None,
+    scale: str = "level",
 ) -> xgb.DMatrix:
-    """The booster's input: the `names` columns in order, with `blended_base` as base margin."""
-    return xgb.DMatrix(
-        features[list(names)].astype(float),
-        label=label,
-        base_margin=blended_base(features, blend),
-        feature_names=list(names),
-    )
+    """The booster's input (`model_inputs`), with the target IV `label` on the same scale."""
+    x, margin = model_inputs(features, names, blend, scale)
+    if label is not None and scale == "log":
+        label = np.log(np.maximum(np.asarray(label, float), BASE_FLOOR))
+    return xgb.DMatrix(x, label=label, base_margin=margin, feature_names=list(names))
 
 
 def predict_iv(features: pd.DataFrame, booster: xgb.Booster, names: Sequence[str]) -> np.ndarray:
     """Clipped IV predictions for a frame that has the `names` feature columns."""
     if features.empty:
         return np.empty(0)
-    raw = booster.predict(design_matrix(features, names, blend=booster_blend(booster)))
-    return np.clip(raw, IV_FLOOR, IV_CAP)
+    scale = booster_scale(booster)
+    raw = booster.predict(design_matrix(features, names, blend=booster_blend(booster), scale=scale))
+    return np.clip(np.exp(raw) if scale == "log" else raw, IV_FLOOR, IV_CAP)
 
 
 def predict_frame(
@@ -295,7 +339,8 @@ def predict_frame(
     dates of the trading day after it only)."""
     feats = model_features(contracts, states)
     # last guard: XGBoost refuses the whole batch over one infinite input; name the row instead
-    _raise(model_input_problems(feats, features, blended_base(feats, booster_blend(booster))))
+    inputs, margin = model_inputs(feats, features, booster_blend(booster), booster_scale(booster))
+    _raise(model_input_problems(inputs.set_axis(feats.index), features, margin))
     iv = predict_iv(feats, booster, features)
     price = black_price(
         feats["forward"], feats["strike"], feats["t_years"], feats["discount"], iv,

@@ -28,7 +28,7 @@ import xgboost as xgb
 from pipeline.errors import ConfigError, DataError
 from pipeline.feature_engineer import MODEL_FEATURES
 from pipeline.market_state import informative, spread_weight
-from pipeline.model.pricer import design_matrix, fit_blend
+from pipeline.model.pricer import BASE_FLOOR, blended_base, design_matrix, fit_blend
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,14 @@ def jump_days(frames: Mapping[dt.date, pd.DataFrame], factor: float | None) -> t
     return tuple(sorted(d for d, v in moved.items() if np.isfinite(v) and v > limit))
 
 
+def target_scale(cfg) -> str:
+    """model_train.target_scale: log (the trees correct the base by a factor) or level."""
+    scale = str(getattr(cfg, "target_scale", "level"))
+    if scale not in ("level", "log"):
+        raise ConfigError(f"model_train.target_scale={scale!r}: expected log or level")
+    return scale
+
+
 def xgb_params(cfg) -> dict:
     """XGBoost parameters from the model_train config (deterministic: fixed seed, hist)."""
     return {
@@ -206,12 +214,18 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
                         f"validation rows ({split.tags()})")  # fmt: skip
     blend = (fit_blend(train, train["iv"], row_weights(train, cfg))
              if bool(getattr(cfg, "learn_base_blend", True)) else {})  # fmt: skip
-    dtrain = design_matrix(train, features, label=train["iv"].to_numpy(float), blend=blend)
-    dvalid = design_matrix(valid, features, label=valid["iv"].to_numpy(float), blend=blend)
-    for matrix, frame in ((dtrain, train), (dvalid, valid)):
+    scale = target_scale(cfg)
+    matrices = []
+    for frame in (train, valid):
+        matrix = design_matrix(frame, features, frame["iv"].to_numpy(float), blend, scale)
         weights = row_weights(frame, cfg)
+        if scale == "log":  # an error of e in ln(IV) is ~ e × IV vol points: weigh it so
+            level = np.maximum(blended_base(frame, blend), BASE_FLOOR)
+            weights = (1.0 if weights is None else weights) * level**2
         if weights is not None:
             matrix.set_weight(weights)
+        matrices.append(matrix)
+    dtrain, dvalid = matrices
     evals: dict = {}
     booster = xgb.train(
         xgb_params(cfg),
@@ -225,7 +239,7 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     best = int(booster.best_iteration)
     # keep the trees up to the best round: the saved model then predicts as validated
     booster = booster[: best + 1]
-    booster.set_attr(base_blend=json.dumps(blend, sort_keys=True))
+    booster.set_attr(base_blend=json.dumps(blend, sort_keys=True), target_scale=scale)
     booster.set_attr(jump_days=json.dumps([str(d) for d in jumps]))  # "[]": none
     booster.set_attr(best_iteration=str(best), rows_train=str(len(train)),
                      rows_validation=str(len(valid)))  # fmt: skip
