@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ import pandas as pd
 import requests
 
 from pipeline.errors import PipelineError
+from pipeline.public_text import public_text as _public_text
 from pipeline.registry_rules import RegistryRefusal
 
 CONTRACT_FIELDS = ("underlying", "option_type", "strike", "expiry", "quote_date", "spot", "option")
@@ -189,23 +189,9 @@ def promotion_check(
     return check
 
 
-_TRACEBACK = "Traceback (most recent call last):"
-_LOCAL_URI = re.compile(r"\b(file|sqlite):/*(?:[^\s'\"/]*/)+([^\s'\"/]*)")
-_ABS_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/){2,}([^\s'\"/]*)")
-
-
-def public_text(text: str, limit: int = 300) -> str:
-    """`text` fit for an incident, an alert or a refusal: one line, a traceback cut to its last
-    line, absolute paths and local URIs cut to their last component, at most `limit` characters."""
-    text = str(text)
-    if _TRACEBACK in text:
-        head, _, trace = text.partition(_TRACEBACK)
-        last = [line for line in trace.splitlines() if line.strip()][-1:]
-        text = " ".join([head, *last])
-    text = _LOCAL_URI.sub(lambda m: f"{m[1]}:…/{m[2]}", text)
-    text = _ABS_PATH.sub(lambda m: f"…/{m[1]}", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def public_text(text, limit: int = 300) -> str:
+    """pipeline.public_text.public_text, at most 300 characters: an incident line or an alert."""
+    return _public_text(text, limit)
 
 
 def error_text(exc: BaseException) -> str:

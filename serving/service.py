@@ -9,7 +9,7 @@ Routes (request/response models: serving/schemas.py; OpenAPI page at /, spec at 
 - POST /price: 1..10,000 contracts → iv, price and the answering model version per contract, in
   request order. Bad input → 400/413/415/422 {"error", "problems": [{index, field, message}]}
   (one bad contract rejects the whole request, every problem listed); 503 while no model is
-  loaded. Error bodies name the problem without stack traces or file paths (`public_error`).
+  loaded. Error bodies name the problem without stack traces or file paths (`public_text`).
 - GET /livez (BentoML), /readyz (200 once a model is loaded and passed its self-check), /metrics
   (BentoML's metrics plus options_pricer_predictions_total{model_version}).
 - GET /model: the version served; POST /admin/reload: serve the alias's version now (200), or say
@@ -36,7 +36,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -51,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pipeline.public_text import public_text
 from serving import schemas
 from serving.errors import NotLoaded, ReloadFailed
 from serving.schemas import (
@@ -200,43 +200,16 @@ async def read_body(request: Request) -> bytes:
 # An error body names the problem, never the machine: no stack trace (XGBoost appends its native
 # one to its messages), no file path (a library's location, a registry's sqlite file). The full
 # text stays in the server log: the registry poll logs each failed load, /admin/reload its own.
-PYTHON_TRACEBACK = "Traceback (most recent call last):"
-# XGBoost's "Stack trace:" and its frames "[bt] (0) /path/libxgboost.so(+0x11031e) [0x7f5e2f91031e]"
-NATIVE_STACK_TRACE = re.compile(
-    r"\s*Stack trace:(?:\s*\[bt\] \(\d+\) [^\[;]*(?:\[0x[0-9a-f]+\])?)*\s*"
-)
-# XGBoost's "[12:00:00] /its/source/file.cc:123: " before the message
-NATIVE_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] [^\s:]+:\d+: ")
-# an absolute path: at the start, after a space, quote or bracket, or in a sqlite:/// or file://
-# URI; not a route after an HTTP method ("GET /readyz")
-ABSOLUTE_PATH = re.compile(
-    r"(?:^|(?<=[\s'\"(\[=,])|(?<=sqlite:///)|(?<=file://))(?<!GET )(?<!POST )"
-    r"(?:/[^\s'\"()\[\],;:]+)+/?"
-)
-
-
-def public_error(text: str) -> str:
-    """`text` as an error body may show it: one line; a Python traceback cut to its last line
-    (the exception), XGBoost's native stack trace and source location dropped; each absolute
-    path cut to its last part (/home/me/registry/mlflow.db → …/mlflow.db)."""
-    head, traceback, trace = text.partition(PYTHON_TRACEBACK)
-    if traceback:
-        text = " ".join([head, *[line for line in trace.splitlines() if line.strip()][-1:]])
-    text = NATIVE_LOCATION.sub("", NATIVE_STACK_TRACE.sub("", text))
-    text = ABSOLUTE_PATH.sub(lambda m: "…/" + m.group().rstrip("/").rsplit("/", 1)[-1], text)
-    return " ".join(text.split())
-
-
 def error_response(status: int, error: str, **fields) -> JSONResponse:
-    """{"error": ..., **fields} with `error` made public (public_error)."""
-    return JSONResponse({"error": public_error(error), **fields}, status_code=status)
+    """{"error": ..., **fields} with `error` made public (public_text)."""
+    return JSONResponse({"error": public_text(error), **fields}, status_code=status)
 
 
 def rejected(rejection: Rejection) -> JSONResponse:
     body = rejection.body.model_dump()
-    body["error"] = public_error(body["error"])
+    body["error"] = public_text(body["error"])
     for problem in body["problems"]:
-        problem["message"] = public_error(problem["message"])
+        problem["message"] = public_text(problem["message"])
     return JSONResponse(body, status_code=rejection.status)
 
 
@@ -259,7 +232,7 @@ async def model_info(request: Request) -> JSONResponse:
     except NotLoaded as exc:
         return error_response(503, str(exc))
     if info.get("fallback"):  # serving previous-production: why the alias's version failed
-        info["fallback"] = {**info["fallback"], "reason": public_error(info["fallback"]["reason"])}
+        info["fallback"] = {**info["fallback"], "reason": public_text(info["fallback"]["reason"])}
     return JSONResponse(info)
 
 
@@ -270,7 +243,7 @@ async def admin_reload(request: Request) -> JSONResponse:
     try:
         outcome = await anyio.to_thread.run_sync(engine.reload)
     except ReloadFailed as exc:
-        log.warning("POST /admin/reload refused: %s", exc)  # in full; the body is public_error's
+        log.warning("POST /admin/reload refused: %s", exc)  # in full; the body is public_text's
         return error_response(409, str(exc), version=engine.holder.serving)
     if outcome.reloaded:
         log.info("reload: now serving v%s (was %s)", outcome.version, outcome.previous_version)

@@ -99,11 +99,12 @@ def test_public_text_drops_tracebacks_and_machine_paths():
     )
     assert public_text(raw) == (
         "v3 failed: OSError reading …/booster.ubj "
-        "xgboost.core.XGBoostError: cannot open file:…/booster.ubj"
+        "xgboost.core.XGBoostError: cannot open file://…/booster.ubj"
     )
     kept = "registry sqlite:///home/ann/mlflow.db; GET http://127.0.0.1:3000/admin/reload"
     assert (
-        public_text(kept) == "registry sqlite:…/mlflow.db; GET http://127.0.0.1:3000/admin/reload"
+        public_text(kept)
+        == "registry sqlite:///…/mlflow.db; GET http://127.0.0.1:3000/admin/reload"
     )
     assert public_text("x" * 400).endswith("…") and len(public_text("x" * 400)) == 300
 
