@@ -380,9 +380,12 @@ class StateStore:
     def lookup(self, quote_date) -> MarketState:
         """The state that prices contracts quoted on `quote_date`; StateUnavailable otherwise."""
         quote_date = pd.Timestamp(quote_date).date()
-        wanted = previous_trading_day(quote_date)
-        for age in range(self.max_age_days):
-            day = shift_trading_days(wanted, -age)
+        try:
+            wanted = previous_trading_day(quote_date)
+            days = [shift_trading_days(wanted, -age) for age in range(self.max_age_days)]
+        except ValueError as exc:  # before or after the trading calendar: no session, no state
+            raise StateUnavailable(f"no market state for quote_date {quote_date}: {exc}") from None
+        for day in days:
             state = self.get(day)
             if state is not None:
                 return state

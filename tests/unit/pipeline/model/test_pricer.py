@@ -232,6 +232,18 @@ def test_a_stale_or_missing_state_refuses_the_contracts_naming_the_dates(days, t
     assert issubclass(StateMissing, ContractError)  # the service's 422
 
 
+@pytest.mark.parametrize(("quote_date", "expiry"),
+                         [("1909-08-01", "1917-06-08"), ("2199-01-02", "2200-01-02")])  # fmt: skip
+def test_a_quote_date_outside_the_trading_calendar_is_refused_not_crashed_on(days, tmp_path,
+                                                                            quote_date, expiry):  # fmt: skip
+    """Found by schemathesis: a 1909 quote date made the calendar raise ValueError (a 500)."""
+    _, today, state = days
+    raw = today[RAW].head(1).assign(quote_date=quote_date, expiry=expiry)
+    with pytest.raises(StateMissing, match=rf"no market state for quote_date {quote_date}: .*"
+                       r"outside the calendar"):  # fmt: skip
+        model_features(raw, StateStore(tmp_path, max_age_days=1, bundled=[state]))
+
+
 def test_contracts_of_several_quote_dates_each_get_their_own_state(days, tmp_path):
     _, today, state = days
     monday = dt.date(2026, 3, 2)
