@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 
 import pytest
 import schemathesis
@@ -43,7 +44,10 @@ GOOD = {"underlying": "SPY", "option_type": "C", "strike": 600.0, "expiry": "202
         "quote_date": f"{QUOTE_DATE}", "spot": 640.0}  # fmt: skip
 # invalid bodies must be refused with one of these (schemathesis' negative_data_rejection check)
 REFUSALS = ["400", "413", "415", "422"]
-EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomized: CI runs the same 100 examples each time (a failure reproduces); set
+# SERVING_FUZZ_RANDOM=1 to explore new ones (how the 1909 quote date that crashed was found)
+EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck),
+                    derandomize=not os.environ.get("SERVING_FUZZ_RANDOM"), database=None)  # fmt: skip
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
 
