@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pandas as pd
 import pytest
@@ -18,6 +17,7 @@ from pipeline.errors import DataError, TransientError
 from pipeline.market.parse import PayloadSchemaChangeError
 from pipeline.market.synthetic import generate_chain
 from pipeline.runtime import execute
+from tests.helpers import CBOE_PATH, answer, http_server
 
 pytestmark = pytest.mark.integration
 DAY = dt.date(2026, 3, 2)
@@ -45,21 +45,13 @@ def cboe_server(make_cfg):
             status, body = (
                 (503, b"<html>busy</html>") if hits[symbol] == 1 else (200, bodies[symbol])
             )
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json" if status == 200 else "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, status, "application/json" if status == 200 else "text/html", body)
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/api/global/delayed_quotes/options", hits
-    server.shutdown()
-    server.server_close()
+    with http_server(Handler) as url:
+        yield url + CBOE_PATH, hits
 
 
 @pytest.fixture
@@ -81,27 +73,13 @@ def scripted_cboe(make_cfg):
             hits[symbol] += 1
             answers = script.get(symbol) or [(403, "application/xml", b"<Error/>")]
             status, ctype, payload = answers[min(hits[symbol], len(answers)) - 1]
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            answer(self, status, ctype, payload)
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield (
-        f"http://127.0.0.1:{server.server_port}/api/global/delayed_quotes/options",
-        script,
-        hits,
-        body,
-    )
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with http_server(Handler) as url:
+        yield url + CBOE_PATH, script, hits, body
 
 
 def test_truncated_and_html_answers_are_counted_as_their_own_outcomes(

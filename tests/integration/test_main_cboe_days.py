@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -15,6 +14,7 @@ from pipeline import data_fetch
 from pipeline.main import run_pipeline
 from pipeline.market.synthetic import generate_chain
 from pipeline.runtime import execute
+from tests.helpers import CBOE_PATH, answer, http_server
 
 pytestmark = pytest.mark.integration
 DAYS = [dt.date(2026, 3, 2), dt.date(2026, 3, 3)]
@@ -39,21 +39,13 @@ def cboe(make_cfg):
                 symbol, session["day"], synthetic.data_fetch.synthetic, synthetic.market
             )[0]
             body = json.dumps(chain).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, 200, "application/json", body)
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/api/global/delayed_quotes/options", session
-    server.shutdown()
-    server.server_close()
+    with http_server(Handler) as url:
+        yield url + CBOE_PATH, session
 
 
 def test_main_reuses_the_days_fetched_one_at_a_time(make_cfg, tracking, cboe):
