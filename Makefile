@@ -12,12 +12,14 @@ TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 SERVE_PORT ?= 3000
 APP_PORT ?= 8501
 DASHBOARD_PORT ?= 8000
+PROM_PORT ?= 9090
+NODE_EXPORTER_PORT ?= 9100
 # no usage telemetry from MLflow, BentoML or Evidently: nothing leaves 127.0.0.1 (export =false to allow)
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= True
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay replay-matrix promote rollback history ui serve app dashboard test test-fast lint format bench bench-serving bench-accuracy bench-replay clean
+.PHONY: help uv install run fetch validate features train evaluate deploy monitor report schedule daily replay replay-matrix promote rollback history ui serve bento app dashboard test test-fast lint format bench bench-serving bench-accuracy bench-replay clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -86,14 +88,40 @@ ui: install ## MLflow UI on http://127.0.0.1:5000 (compare runs, see params/metr
 serve: install ## Pricing service on http://127.0.0.1:3000 (BentoML; POST /price, OpenAPI page at /; SERVE_PORT=...)
 	BENTOML_DO_NOT_TRACK=True MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) bentoml serve serving.service:OptionsPricingService --host $(HOST) --port $(SERVE_PORT)
 
+bento: install ## Bento of one registry version (VERSION=3; default: Production) after its offline self-check; then bentoml serve <tag> from any folder
+	$(RUN) python -m pipeline.bento $(if $(VERSION),registry.version=$(VERSION)) $(ARGS)
+
 app: install ## Streamlit app on http://127.0.0.1:8501: pricer, smile, registry (needs make serve for prices; APP_PORT=...)
 	PRICING_URL=$${PRICING_URL:-http://$(HOST):$(SERVE_PORT)} MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) streamlit run serving/app.py --server.address $(HOST) --server.port $(APP_PORT) --server.headless true --browser.gatherUsageStats false
 
 dashboard: install ## Evidently UI on http://127.0.0.1:8000: the monitor's daily drift and IV error dashboard
 	DO_NOT_TRACK=1 $(RUN) evidently ui --workspace $${EVIDENTLY_WORKSPACE:-$(CURDIR)/reports/evidently_workspace} --host $(HOST) --port $(DASHBOARD_PORT)
 
-test: install ## Lint and run the whole test suite
+.PHONY: prometheus prometheus-install prometheus-check
+prometheus-install: ## Prometheus + promtool + node-exporter from Debian's packages into .tools/prometheus (no service; idempotent)
+	bash observability/install-prometheus.sh
+
+prometheus: install prometheus-install ## Prometheus on http://127.0.0.1:9090 + node-exporter (:9100, reads reports/metrics): scrapes make serve, the team MLflow server, the pipeline textfile; Ctrl-C stops
+	$(RUN) python -m observability.prometheus up --port $(PROM_PORT) --node-exporter-port $(NODE_EXPORTER_PORT) --service $(HOST):$(SERVE_PORT)
+
+prometheus-check: install prometheus-install ## promtool check config + the alert rules' unit tests (observability/prometheus/tests)
+	$(RUN) python -m observability.prometheus check
+
+.PHONY: team-up team-down team-status
+TEAM_DIR ?= team
+TEAM_ARGS ?=
+team-up: install ## Team mode: PostgreSQL + SeaweedFS S3 + MLflow server (:5050) on 127.0.0.1, state in team/; prints the MLFLOW_TRACKING_URI to export (TEAM_ARGS='--port mlflow=5051')
+	$(RUN) python -m stack.team up --root $(TEAM_DIR) $(TEAM_ARGS)
+
+team-down: install ## Stop the team stack (its data stays in team/ for the next team-up)
+	$(RUN) python -m stack.team down --root $(TEAM_DIR)
+
+team-status: install ## Which services of the team stack run
+	$(RUN) python -m stack.team status --root $(TEAM_DIR)
+
+test: install ## Lint, check the import layers (.importlinter) and run the whole test suite
 	$(RUN) ruff check .
+	$(RUN) lint-imports
 	$(RUN) pytest -q
 
 test-fast: install ## Unit tests only

@@ -107,9 +107,11 @@ def build_report(
     timestamp: dt.datetime | None = None,
     metadata: dict[str, str] | None = None,
     tags: list[str] | None = None,
-    drift_share: float = 0.5,
+    drift_share: float,
 ):
-    """Run the drift + regression report on two scored frames → an Evidently Snapshot."""
+    """Run the drift + regression report on two scored frames → an Evidently Snapshot.
+    `drift_share`: the monitor's limit (monitor.drift_share), which Evidently's DriftedColumnsCount
+    reports against."""
     from evidently import DataDefinition, Dataset, Regression, Report
     from evidently.metrics import MAE, RMSE, DriftedColumnsCount, MeanValue, ValueDrift
 

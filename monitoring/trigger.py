@@ -62,12 +62,15 @@ CHANGE_SIGNALS = ("drift", "jump")  # the signals that date a change (see change
 
 @dataclass(frozen=True)
 class Thresholds:
-    rmse_degradation: float = 0.10  # relative: 0.10 = RMSE more than 10% above its reference
-    drift_share: float = 0.5  # share of the model's features whose drift test failed
-    breach_days: int = 1  # days above the RMSE limit, among the last window_days, to retrain
-    window_days: int = 1
-    failed_gate_backoff_days: int = 0  # no retrain until this many trading days after a failed gate
-    change_rmse_jump: float = math.inf  # one day's IV RMSE above reference × (1 + this): a change
+    """The monitor's limits; no defaults here: configs/monitor/default.yaml holds them, read with
+    `Thresholds.from_config(cfg.monitor)`."""
+
+    rmse_degradation: float  # relative: 0.10 = RMSE more than 10% above its reference
+    drift_share: float  # share of the model's features whose drift test failed
+    breach_days: int  # days above the RMSE limit, among the last window_days, to retrain
+    window_days: int
+    failed_gate_backoff_days: int  # no retrain until this many trading days after a failed gate
+    change_rmse_jump: float  # one day's IV RMSE above reference × (1 + this): a change (inf: off)
 
     def __post_init__(self) -> None:
         if not 1 <= self.breach_days <= self.window_days:
@@ -79,10 +82,10 @@ class Thresholds:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Thresholds:
-        return cls(float(cfg.rmse_degradation), float(cfg.drift_share),
-                   int(getattr(cfg, "breach_days", 1)), int(getattr(cfg, "window_days", 1)),
-                   int(getattr(cfg, "failed_gate_backoff_days", 0)),
-                   float(getattr(cfg, "change_rmse_jump", math.inf) or math.inf))  # fmt: skip
+        """From the monitor's config node (every key required; change_rmse_jump 0: off)."""
+        return cls(float(cfg.rmse_degradation), float(cfg.drift_share), int(cfg.breach_days),
+                   int(cfg.window_days), int(cfg.failed_gate_backoff_days),
+                   float(cfg.change_rmse_jump) or math.inf)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """Typed schemas for the Hydra configuration in `configs/`.
 
 The YAML files in `configs/` hold every default; these dataclasses only say which keys exist and
-their types, so a misspelled key or a wrong type fails at start-up with a message naming it.
+their types (every field MISSING: a value here would be a second, silently disagreeing default;
+the one exception is data_fetch's per-source blocks, see DataFetchConfig), so a misspelled key or
+a wrong type fails at start-up with a message naming it. tests/unit/test_config_defaults.py keeps
+it so.
 `register_configs()` puts them in Hydra's ConfigStore; entry points call it (nothing happens at
 import time).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +55,9 @@ class MlflowConfig:
 class RetryPolicy:
     max_retries: int = MISSING
     backoff: str = MISSING  # exponential | linear | none
-    max_delay: float | None = None  # seconds; cap on any single wait
-    base_delay: float = 1.0  # seconds; first wait (exponential) or step (linear)
-    jitter: bool = True
+    max_delay: float | None = MISSING  # seconds; cap on any single wait
+    base_delay: float = MISSING  # seconds; first wait (exponential) or step (linear)
+    jitter: bool = MISSING
 
 
 @dataclass
@@ -75,7 +78,7 @@ class MarketConfig:
 
     rate: float = MISSING
     default_dividend_yield: float = MISSING
-    dividend_yields: dict[str, float] = field(default_factory=dict)
+    dividend_yields: dict[str, float] = MISSING
 
 
 @dataclass
@@ -90,31 +93,31 @@ class UnderlyingSpec:
 class SyntheticMarketConfig:
     seed: int = MISSING
     origin: str = MISSING  # first date of every spot path (YYYY-MM-DD)
-    underlyings: list[UnderlyingSpec] = field(default_factory=list)
+    underlyings: list[UnderlyingSpec] = MISSING
     bad_row_rate: float = MISSING
-    shock_dates: list[str] = field(default_factory=list)
+    shock_dates: list[str] = MISSING
     shock_size: float = MISSING  # multiplier on the variance level on a shock date (< 1: crush)
-    shock_skew: float = 1.0  # smile skew ×this from each shock date on (persists)
-    shock_strike_width: float = 1.0  # strikes listed ×this as wide from each shock date on
+    shock_skew: float = MISSING  # smile skew ×this from each shock date on (persists)
+    shock_strike_width: float = MISSING  # strikes listed ×this as wide from each shock date on
     vol_of_vol: float = MISSING
     mean_reversion: float = MISSING  # per year
     leverage: float = MISSING  # correlation of spot and vol shocks
     vol_premium: float = MISSING  # implied minus realised, in vol points (0.03 = 3 points)
     max_expiry_years: float = MISSING
     strike_std_devs: float = MISSING
-    family: str = "ssvi"  # ssvi | sabr_jumps (pipeline.market.synthetic.FAMILIES)
-    jump_intensity: float = 0.0  # Merton jumps per year on the spot path (either family)
-    jump_mean: float = 0.0  # mean log-jump
-    jump_std: float = 0.0  # standard deviation of a log-jump
-    sabr_beta: float = 0.7  # sabr_jumps: SABR backbone exponent
-    sabr_rho: float = -0.35  # sabr_jumps: 3-month SABR correlation
-    sabr_vol_of_vol: float = 0.9  # sabr_jumps: 3-month SABR vol-of-vol (ν ∝ 1/√T per expiry)
+    family: str = MISSING  # ssvi | sabr_jumps (pipeline.market.synthetic.FAMILIES)
+    jump_intensity: float = MISSING  # Merton jumps per year on the spot path (either family)
+    jump_mean: float = MISSING  # mean log-jump
+    jump_std: float = MISSING  # standard deviation of a log-jump
+    sabr_beta: float = MISSING  # sabr_jumps: SABR backbone exponent
+    sabr_rho: float = MISSING  # sabr_jumps: 3-month SABR correlation
+    sabr_vol_of_vol: float = MISSING  # sabr_jumps: 3-month SABR vol-of-vol (ν ∝ 1/√T per expiry)
 
 
 @dataclass
 class CboeConfig:
     base_url: str = MISSING
-    symbols: list[str] = field(default_factory=list)
+    symbols: list[str] = MISSING
     timeout_s: float = MISSING
     user_agent: str = MISSING
 
@@ -127,9 +130,12 @@ class FileSourceConfig:
 @dataclass
 class DataFetchConfig:
     source: str = MISSING  # synthetic | cboe | file
-    date: str | None = None
-    symbols: list[str] | None = None  # None: every symbol the source knows
-    force: bool = False
+    date: str | None = MISSING
+    symbols: list[str] | None = MISSING  # None: every symbol the source knows
+    force: bool = MISSING
+    # The one documented exception to "no default here" (tests/unit/test_config_defaults.py): each
+    # source's file (configs/data_fetch/<source>.yaml) sets its own block; None says "not this
+    # source" for the others' blocks, which no file sets.
     synthetic: SyntheticMarketConfig | None = None
     cboe: CboeConfig | None = None
     file: FileSourceConfig | None = None
@@ -137,8 +143,8 @@ class DataFetchConfig:
 
 @dataclass
 class DataValidateConfig:
-    date: str | None = None
-    force: bool = False
+    date: str | None = MISSING
+    force: bool = MISSING
     max_bad_row_share: float = MISSING  # halt above this share of quarantined rows
     max_null_rate: float = MISSING  # halt when a required column is null above this rate
     arbitrage_tolerance: float = MISSING  # absolute price slack on no-arbitrage bounds
@@ -147,9 +153,9 @@ class DataValidateConfig:
 
 @dataclass
 class FeatureEngineerConfig:
-    date: str | None = None
-    force: bool = False
-    realised_vol_windows: list[int] = field(default_factory=list)
+    date: str | None = MISSING
+    force: bool = MISSING
+    realised_vol_windows: list[int] = MISSING
     realised_vol_min_periods: int = MISSING
     history_days: int = MISSING  # validated days read back for realised vol
     previous_day_lookback: int = MISSING  # trading days searched for the previous features file
@@ -158,13 +164,13 @@ class FeatureEngineerConfig:
 
 @dataclass
 class ModelTrainConfig:
-    date: str | None = None  # last feature day used; None = latest trading day
-    force: bool = False
+    date: str | None = MISSING  # last feature day used; None = latest trading day
+    force: bool = MISSING
     days: int = MISSING  # trading days of features read, ending at `date`
     validation_days: int = MISSING  # for early stopping, just before the holdout
     holdout_days: int = MISSING  # the last N days: never seen by training or early stopping
     min_train_days: int = MISSING
-    features: list[str] = field(default_factory=list)
+    features: list[str] = MISSING
     seed: int = MISSING
     # XGBoost hyperparameters (flat, so sweeps read `-m model_train.max_depth=4,6,8`)
     n_estimators: int = MISSING
@@ -175,27 +181,26 @@ class ModelTrainConfig:
     colsample_bytree: float = MISSING
     reg_lambda: float = MISSING
     early_stopping_rounds: int = MISSING
-    register: bool = True  # register the model as a new version in Staging
-    fit_rows: str = "informative"  # informative (OTM+ATM) | reliable (every reliable quote)
-    spread_weighting: bool = True  # weight rows by 1 / their quoted spread in vol terms
-    learn_base_blend: bool = (
-        True  # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
-    )
+    register: bool = MISSING  # register the model as a new version in Staging
+    fit_rows: str = MISSING  # informative (OTM+ATM) | reliable (every reliable quote)
+    spread_weighting: bool = MISSING  # weight rows by 1 / their quoted spread in vol terms
+    # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
+    learn_base_blend: bool = MISSING
     # log: the trees correct the smile base by a factor, vol features relative to it; level:
     # they add vol points to it (pricer.model_inputs)
-    target_scale: str = "log"
+    target_scale: str = MISSING
     # days the market moved overnight more than this × the window's median (training.jump_days)
     # are left out of the monitor's reference; None: none
-    jump_day_factor: float | None = 5.0
+    jump_day_factor: float | None = MISSING
     # first holdout day (YYYY-MM-DD; the monitor's change point on a retrain); None = the last
     # holdout_days. Holdout = the days from it on (the last holdout_days of them at most)
-    holdout_start: str | None = None
+    holdout_start: str | None = MISSING
 
 
 @dataclass
 class ModelEvaluateConfig:
-    date: str | None = None
-    force: bool = False
+    date: str | None = MISSING
+    force: bool = MISSING
     min_mid_for_mape: float = MISSING
     bootstrap_samples: int = MISSING
     confidence: float = MISSING
@@ -203,30 +208,29 @@ class ModelEvaluateConfig:
     parity_tolerance: float = MISSING  # max share of put-call parity breaches (beyond a tick)
     monotonic_tolerance: float = MISSING  # max share of strike-monotonicity/convexity breaches
     bounds_tolerance: float = MISSING  # max share of prices outside no-arbitrage bounds
-    min_skill_lower_bound: float = (
-        MISSING  # the skill CI's lower bound vs the best baseline must exceed it
-    )
+    # the skill CI's lower bound vs the best baseline must exceed it
+    min_skill_lower_bound: float = MISSING
     min_bootstrap_days: int = MISSING  # fewer holdout days: resample (date, underlying) groups
 
 
 @dataclass
 class RegistryConfig:
     model_name: str = MISSING
-    force: bool = False  # promote despite a failed/missing gate verdict (needs a reason)
-    reason: str | None = None
-    version: str | None = None  # promote this Staging version instead of the latest
+    force: bool = MISSING  # promote despite a failed/missing gate verdict (needs a reason)
+    reason: str | None = MISSING
+    version: str | None = MISSING  # promote this Staging version instead of the latest
 
 
 @dataclass
 class ModelDeployConfig:
-    date: str | None = None
-    force: bool = False
-    auto_promote: bool = False  # the original plan keeps deployment manual
-    health_check: bool = True  # roll Production out to the service and check it
-    service_url: str = "http://127.0.0.1:3000"
-    service_timeout_s: float = 30.0
-    golden_contracts: int = 50  # sampled from the newest feature file, plus the input example
-    golden_tolerance: float = 1e-6  # max |IV service - IV offline|
+    date: str | None = MISSING
+    force: bool = MISSING
+    auto_promote: bool = MISSING  # the original plan keeps deployment manual
+    health_check: bool = MISSING  # roll Production out to the service and check it
+    service_url: str = MISSING
+    service_timeout_s: float = MISSING
+    golden_contracts: int = MISSING  # sampled from the newest feature file, plus the input example
+    golden_tolerance: float = MISSING  # max |IV service - IV offline|
 
 
 @dataclass
@@ -247,22 +251,21 @@ class MonitorConfig:
     """monitor: the Production model on the newest validated day vs its holdout (drift + errors),
     and the retrain trigger (monitoring.trigger)."""
 
-    date: str | None = None  # the day to monitor; None = the newest feature file
-    force: bool = False
+    date: str | None = MISSING  # the day to monitor; None = the newest feature file
+    force: bool = MISSING
     rmse_degradation: float = MISSING  # retrain when IV RMSE > reference × (1 + this)
     drift_share: float = MISSING  # retrain when the share of drifted features exceeds this
-    breach_days: int = 1  # ... on this many of the last window_days monitored days (today in)
-    window_days: int = 1
+    breach_days: int = MISSING  # ... on this many of the last window_days monitored days (today in)
+    window_days: int = MISSING
     sample_size: int = MISSING  # rows of current and reference that Evidently sees (seeded)
     seed: int = MISSING
     workspace: str = MISSING  # local Evidently workspace (make dashboard)
     project: str = MISSING  # its project name
     retrain: bool = MISSING  # on a trigger, run model_train → model_evaluate
-    auto_promote: bool = False  # promote a retrained candidate that passed the gate
-    failed_gate_backoff_days: int = 0  # a due retrain waits this long after a failed gate
-    change_rmse_jump: float = (
-        1.0  # one day's IV RMSE > reference × (1 + this): a change (no 2nd day)
-    )
+    auto_promote: bool = MISSING  # promote a retrained candidate that passed the gate
+    failed_gate_backoff_days: int = MISSING  # a due retrain waits this long after a failed gate
+    # one day's IV RMSE > reference × (1 + this): a change (no 2nd day)
+    change_rmse_jump: float = MISSING
 
 
 @dataclass
@@ -288,7 +291,7 @@ class ScheduleConfig:
 class AlertsConfig:
     """The alert sink (monitoring.alerts) and the Prometheus textfile (monitoring.prom_textfile)."""
 
-    webhook_url: str | None = None  # Slack-compatible JSON POST; env ALERT_WEBHOOK_URL overrides
+    webhook_url: str | None = MISSING  # Slack-compatible JSON POST; env ALERT_WEBHOOK_URL overrides
     timeout_s: float = MISSING  # per HTTP attempt
     retries: int = MISSING  # retries after the first attempt
     base_delay_s: float = MISSING  # exponential backoff with jitter
@@ -302,19 +305,19 @@ class AlertsConfig:
 class GenerateReportConfig:
     """generate_report: the stakeholder report from the cached artifacts (md + html + PNGs)."""
 
-    date: str | None = None  # business date; artifacts dated after it are left out
-    force: bool = False
+    date: str | None = MISSING  # business date; artifacts dated after it are left out
+    force: bool = MISSING
     title: str = MISSING
     dpi: int = MISSING  # resolution of the PNG plots
 
 
 @dataclass
 class MainConfig:
-    start_date: str | None = None
-    end_date: str | None = None
+    start_date: str | None = MISSING
+    end_date: str | None = MISSING
     days: int = MISSING  # trading days ending at end_date when start_date is not given
-    tasks: list[str] = field(default_factory=list)
-    workers: int = 2  # processes for the days' fetch and validate (1: all in this process)
+    tasks: list[str] = MISSING
+    workers: int = MISSING  # processes for the days' fetch and validate (1: all in this process)
 
 
 @dataclass
@@ -327,12 +330,12 @@ class ReplayConfig:
     warmup_days: int = MISSING
     shock_day: int | None = MISSING  # None: no shock
     shock_size: float = MISSING  # variance ×this on the shock day (< 1: a vol crush)
-    shock_skew: float = 1.0  # skew ×this from the shock day on (1.6 = 60% steeper)
-    shock_strike_width: float = 1.0  # strikes listed this many times as wide from the shock day
+    shock_skew: float = MISSING  # skew ×this from the shock day on (1.6 = 60% steeper)
+    shock_strike_width: float = MISSING  # strikes listed this many times as wide from the shock day
     fault_rate: float = MISSING
     retry_base_delay: float = MISSING
     approve: bool = MISSING
-    name: str = "default"  # the scenario (configs/replay/<name>.yaml), named in the summary
+    name: str = MISSING  # the scenario (configs/replay/<name>.yaml), named in the summary
 
 
 @dataclass
@@ -355,7 +358,7 @@ class Config:
     alerts: AlertsConfig = MISSING
     schedule: ScheduleConfig = MISSING
     replay: ReplayConfig = MISSING
-    date: str | None = None  # business date (YYYY-MM-DD); None = latest trading day
+    date: str | None = MISSING  # business date (YYYY-MM-DD); None = latest trading day
     data_format: str = MISSING  # parquet | csv
     seed: int = MISSING
 

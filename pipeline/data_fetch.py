@@ -22,6 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from pipeline import task_hooks  # noqa: F401 (registers the alert and metrics hooks)
 from pipeline.artifacts import stamp, write_frame
 from pipeline.errors import ConfigError, DataError
 from pipeline.market.calendar import latest_closed_session

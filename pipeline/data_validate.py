@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import task_hooks  # noqa: F401 (registers the alert and metrics hooks)
 from pipeline.artifacts import read_frame, write_frame, write_json
 from pipeline.errors import DataError
 from pipeline.market.parse import coerce_raw

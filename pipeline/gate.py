@@ -1,4 +1,5 @@
-"""The deployment gate: a pure function of the evaluation summary and the thresholds in config.
+"""The deployment gate: a pure function of the evaluation summary (pipeline.evaluation_summary)
+and the thresholds in config.
 
 Every figure is on the holdout's informative quotes (OTM + ATM; pipeline.market_state).
 Rules (the candidate fails on any of them; the reasons are sentences with the figures):
@@ -21,9 +22,12 @@ A passing verdict's reasons say why each rule passed; a failing one lists only t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.evaluation import BASELINES
+from pipeline.evaluation_summary import EvaluationSummary
 
 REL_EPS = 1e-9  # float slack so "exactly at the margin" is not lost to rounding
 QUANT_RULES = (  # check name, config threshold, words
@@ -49,17 +53,14 @@ def _worse(value: float, limit: float) -> bool:
     return value > limit and not math.isclose(value, limit, rel_tol=REL_EPS)
 
 
-def _skill_evidence(summary: dict, best: str, cfg) -> tuple[bool, str, float | None]:
+def _skill_evidence(summary: EvaluationSummary, best: str, cfg) -> tuple[bool, str, float | None]:
     """(fails, words, lower bound): the lower bound of the candidate's IV-RMSE skill CI vs the best baseline
     must be above model_evaluate.min_skill_lower_bound (a point estimate is not evidence)."""
     floor = float(cfg.get("min_skill_lower_bound", 0.0) if hasattr(cfg, "get") else
                   getattr(cfg, "min_skill_lower_bound", 0.0))  # fmt: skip
-    conf = (summary.get("config") or {}).get("confidence")
-    unit = (summary.get("config") or {}).get("bootstrap_unit", "date")
-    low, high = ((summary.get("ci") or {}).get("candidate") or {}).get(
-        f"iv_skill_vs_{best}", [None, None]
-    )
-    if low is None or not math.isfinite(low):
+    conf, unit = summary.config.confidence, summary.config.bootstrap_unit
+    low, high = summary.interval("candidate", f"iv_skill_vs_{best}")
+    if low is None or not math.isfinite(low) or high is None:
         return True, (f"no confidence interval for the candidate's skill vs {best} (too few "
                       f"holdout rows or days to bootstrap): no evidence it beats the baseline"), None  # fmt: skip
     words = (
@@ -71,27 +72,28 @@ def _skill_evidence(summary: dict, best: str, cfg) -> tuple[bool, str, float | N
     return True, f"{words}: lower bound not above the required {floor:+.1%} (skill not shown)", low
 
 
-def gate_verdict(summary: dict, cfg) -> Verdict:
-    """Verdict on the candidate from `summary` (evaluation.summarise's dict, optionally with
-    `models.production.version`) and `cfg` (model_evaluate: production_margin and tolerances)."""
-    metrics = summary.get("metrics", {})
-    cand = (metrics.get("candidate") or {}).get("iv_rmse")
+def gate_verdict(summary: EvaluationSummary | Mapping[str, Any], cfg) -> Verdict:
+    """Verdict on the candidate from `summary` (an EvaluationSummary, or its JSON content:
+    evaluation.summarise's dict, optionally with `models.production.version`) and `cfg`
+    (model_evaluate: production_margin and tolerances)."""
+    summary = EvaluationSummary.of(summary)
+    cand = summary.iv_rmse("candidate")
     if cand is None or not math.isfinite(cand):
         return Verdict(
             False,
             [
                 "the candidate has no IV RMSE: no holdout row could be scored "
-                f"({summary.get('holdout', {}).get('rows_scored', 0)} rows scored)"
+                f"({summary.holdout.rows_scored} rows scored)"
             ],
         )
     fails: list[str] = []
     passes: list[str] = []
     figures = {"candidate.iv_rmse": cand}
 
-    prod = (metrics.get("production") or {}).get("iv_rmse")
+    prod = summary.iv_rmse("production")
     if prod is not None and math.isfinite(prod) and prod > 0:
         margin = float(cfg.production_margin)
-        version = ((summary.get("models") or {}).get("production") or {}).get("version")
+        version = summary.version("production")
         who = f"Production (v{version})" if version else "Production"
         rel = cand / prod - 1
         figures |= {"production.iv_rmse": prod, "relative_to_production": rel}
@@ -103,11 +105,7 @@ def gate_verdict(summary: dict, cfg) -> Verdict:
     else:
         passes.append("no Production model to compare against")
 
-    base = {
-        b: metrics[b]["iv_rmse"]
-        for b in BASELINES
-        if (metrics.get(b) or {}).get("iv_rmse") is not None
-    }
+    base = {b: rmse for b in BASELINES if (rmse := summary.iv_rmse(b)) is not None}
     if base:
         best = min(base, key=base.get)
         figures |= {"best_baseline.iv_rmse": base[best]}
@@ -123,23 +121,18 @@ def gate_verdict(summary: dict, cfg) -> Verdict:
         if low is not None and math.isfinite(low):
             figures["skill_ci_low"] = low
 
-    quant = (summary.get("quant") or {}).get("candidate") or {}
+    quant = summary.quant_checks("candidate")
     for check, key, words in QUANT_RULES:
         result = quant.get(check)
         tol = float(cfg[key])
         if result is None:
             fails.append(f"quant check '{check}' was not computed on the candidate's prices")
             continue
-        checked = int(result["checked"])
-        if "share_beyond_spread" in result:
-            share, words = (
-                float(result["share_beyond_spread"]),
-                f"{words} beyond the quoted spreads",
-            )
-        else:
-            share = float(result["share"])
+        share = result.tradable_share
+        if result.share_beyond_spread is not None:
+            words = f"{words} beyond the quoted spreads"
         figures[f"{check}_share"] = share
-        text = f"{words}: {share:.2%} of {checked} checked (tolerance {tol:.2%})"
+        text = f"{words}: {share:.2%} of {int(result.checked)} checked (tolerance {tol:.2%})"
         (fails if share > tol else passes).append(text)
 
     return Verdict(not fails, fails or passes, figures)

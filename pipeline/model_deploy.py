@@ -36,6 +36,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from monitoring import alerts
+from pipeline import task_hooks  # noqa: F401 (registers the alert and metrics hooks)
 from pipeline.artifacts import read_frame, write_json
 from pipeline.deploy_checks import (
     Health,

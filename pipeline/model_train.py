@@ -26,10 +26,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from pipeline import task_hooks  # noqa: F401 (registers the alert and metrics hooks)
 from pipeline.artifacts import read_frame, write_json
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluation import baseline_predictions, regression_metrics
-from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.features import MODEL_FEATURES
 from pipeline.market.calendar import shift_trading_days, trading_days
 from pipeline.market_state import MarketState, StateStore, informative
 from pipeline.model import packaging, plots, tracking

@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from monitoring import alerts, drift, workspace
 from monitoring.trigger import Decision, Thresholds, decide
+from pipeline import task_hooks  # noqa: F401 (registers the alert and metrics hooks)
 from pipeline.artifacts import Artifacts, read_frame, write_json
 from pipeline.deploy_checks import promotion_check
 from pipeline.errors import DataError

@@ -10,11 +10,15 @@ A skipped task gets an MLflow run tagged pipeline.status=skipped when run on its
 `main` it gets none (main's run lists what it reused).
 
 A task provides a `TaskSpec`: what it reads (to hash), what it writes (to verify), and `run(ctx)`.
+
+Observers (`add_observer`) hear of every execution as it ends (`TaskEnded`: succeeded, skipped or
+failed, with the error). The runtime imports no monitoring code: pipeline.task_hooks registers
+the alert and metrics hooks (monitoring.alerts, monitoring.prom_textfile), and every task module
+imports it.
 """
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import hashlib
 import inspect
@@ -37,12 +41,13 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from omegaconf import DictConfig, OmegaConf
 
-from monitoring import alerts, prom_textfile
 from pipeline.artifacts import Artifacts, file_digest, write_json
 from pipeline.config import REPO_ROOT, to_container
 from pipeline.errors import ConfigError, PipelineError, TransientError
 from pipeline.market.calendar import is_trading_day, latest_trading_day, previous_trading_day
+from pipeline.outcomes import recorded as record_outcome
 from pipeline.retry import build_retrying, retries_made
+from pipeline.source_closure import import_closure, package_root
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -198,89 +203,13 @@ def code_digest(module_file: str) -> str:
     repository that it imports, directly or not (imports inside functions count too): the code
     a task runs. Third-party imports are left out (uv.lock pins them), as is everything else in
     the repository (docs, other tasks). Computed once per process: the code this process runs."""
-    root, name = _package_root(Path(module_file).resolve())
-    sources = _import_closure(root, name)
+    root, name = package_root(Path(module_file).resolve())
+    sources = import_closure(root, name)
     h = hashlib.sha256()
     for path in sorted(sources, key=lambda p: p.relative_to(root).as_posix()):
         source_sha = hashlib.sha256(sources[path]).hexdigest()
         h.update(f"{path.relative_to(root).as_posix()}\0{source_sha}\n".encode())
     return h.hexdigest()
-
-
-def _package_root(path: Path) -> tuple[Path, str]:
-    """(the folder the module's top-level package sits in, the module's dotted name)."""
-    parts = [] if path.name == "__init__.py" else [path.stem]
-    folder = path.parent
-    while (folder / "__init__.py").is_file():
-        parts.insert(0, folder.name)
-        folder = folder.parent
-    return folder, ".".join(parts)
-
-
-def _import_closure(root: Path, name: str) -> dict[Path, bytes]:
-    """The source of module `name` and of every module under `root` it imports, transitively,
-    with the packages (`__init__.py`) each of them loads on the way, by file."""
-    sources: dict[Path, bytes] = {}
-    seen: set[str] = set()
-    todo = [name]
-    while todo:
-        parts = todo.pop().split(".")
-        for i in range(1, len(parts) + 1):  # a.b.c imports a and a.b first
-            module = ".".join(parts[:i])
-            if module in seen:
-                continue
-            seen.add(module)
-            path = _module_file(root, module)
-            if path is not None:
-                sources[path] = path.read_bytes()
-                todo += _imported_names(sources[path], module, path.name == "__init__.py")
-    return sources
-
-
-def _module_file(root: Path, module: str) -> Path | None:
-    """The file of `module` under `root`, None when it is not there (stdlib, third party, or an
-    attribute such as a function imported from a module)."""
-    base = root.joinpath(*module.split("."))
-    for path in (base.with_name(base.name + ".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-@cache  # by source: the tasks share most of their modules
-def _imported_names(source: bytes, module: str, is_package: bool) -> tuple[str, ...]:
-    """Every module name an import statement of `module` may refer to: `import a.b` → a.b;
-    `from a import b` → a and a.b (b may be a module or a name in a); relative imports
-    resolved against `module`'s package. A module that does not parse imports nothing (the
-    task fails on it when it imports it)."""
-    package = module.split(".") if is_package else module.split(".")[:-1]
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return ()
-    names: list[str] = []
-    for node in _statements(tree.body):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level > len(package):
-                continue  # above the top-level package: fails when run, imports nothing
-            base_parts = package[: len(package) - node.level + 1] if node.level else []
-            base = ".".join([*base_parts, *([node.module] if node.module else [])])
-            if base:
-                names.append(base)
-                names += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
-    return tuple(names)
-
-
-def _statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
-    """Every statement of `body`, nested ones too (in functions, classes, if/try/with/for...),
-    without visiting expressions: an import is a statement (ast.walk costs ~3x more)."""
-    for node in body:
-        yield node
-        for field_ in ("body", "orelse", "finalbody", "handlers", "cases"):
-            for child in getattr(node, field_, ()):
-                yield from _statements([child] if isinstance(child, ast.stmt) else child.body)
 
 
 def relative(path: Path, root: Path) -> str:
@@ -333,17 +262,28 @@ def _reusable(manifest_path: Path, key: str, root: Path) -> dict | None:
     return manifest
 
 
+# MLflow 3's UI opens an experiment of this kind on its runs (model development), not on the
+# GenAI overview (traces, token usage: all empty here)
+EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+
+
 def configure_tracking(cfg: DictConfig) -> None:
-    """Point MLflow at the configured store, unless `mlflow run` already chose one for us."""
+    """Point MLflow at the configured store, unless `mlflow run` already chose one for us. The
+    experiment is tagged as model development (a kind a person chose in the UI is kept)."""
     if os.environ.get("MLFLOW_RUN_ID"):
         return  # launched by `mlflow run`: log into the run it created, in its store
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(cfg.mlflow.experiment) is None:
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if experiment is None:
         Path(cfg.mlflow.artifact_location).mkdir(parents=True, exist_ok=True)
         client.create_experiment(
-            cfg.mlflow.experiment, artifact_location=Path(cfg.mlflow.artifact_location).as_uri()
+            cfg.mlflow.experiment,
+            artifact_location=Path(cfg.mlflow.artifact_location).as_uri(),
+            tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT},
         )
+    elif EXPERIMENT_KIND_TAG not in experiment.tags:  # a store made before the tag
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
     mlflow.set_experiment(cfg.mlflow.experiment)
 
 
@@ -514,8 +454,8 @@ def execute(
     A task whose checkpoint is reusable is skipped. Called on its own (`record_skip`), the skip
     gets an MLflow run tagged pipeline.status=skipped; `main` passes record_skip=False and
     records what it reused in its own run instead (one run per reused task-day is clutter).
-    Every execution ends in the Prometheus textfile (monitoring.prom_textfile); a failure also
-    raises an alert (monitoring.alerts: log, logs/alerts.jsonl, webhook when configured)."""
+    Every execution ends with its observers told (`add_observer`; pipeline.task_hooks: the
+    Prometheus textfile, and an alert for a failure)."""
     started = time.perf_counter()
     try:
         date = date or resolve_date(cfg[spec.name].date, f"{spec.name}.date")
@@ -527,6 +467,34 @@ def execute(
     return outcome
 
 
+@dataclass(frozen=True)
+class TaskEnded:
+    """One execution as it ends, as observers hear of it (`add_observer`)."""
+
+    task: str
+    cfg: DictConfig
+    date: Any  # the business date; the configured value when it did not resolve
+    status: str  # succeeded | skipped | failed
+    seconds: float
+    error: BaseException | None = None  # failed: what it raised
+    log_name: str | None = None  # the task log's stem when it differs from the task name
+
+
+TaskObserver = Callable[[TaskEnded], None]
+_OBSERVERS: list[TaskObserver] = []
+
+
+def add_observer(observer: TaskObserver) -> None:
+    """Call `observer` at the end of every `execute`, in the order added (once, however often it
+    is added). An observer that raises fails the execution: observers handle their own errors."""
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+
+
+def observers() -> tuple[TaskObserver, ...]:
+    return tuple(_OBSERVERS)
+
+
 def _observe(
     spec: TaskSpec,
     cfg: DictConfig,
@@ -535,12 +503,9 @@ def _observe(
     seconds: float,
     exc: BaseException | None = None,
 ) -> None:
-    """The monitoring hooks: task metrics for Prometheus, and a failed task's alert."""
-    prom_textfile.record_task(
-        cfg.get("alerts", {}).get("prom_textfile"), spec.name, status, seconds
-    )
-    if exc is not None:
-        alerts.task_failed(spec.name, date, exc, cfg, spec.log_name)
+    ended = TaskEnded(spec.name, cfg, date, status, seconds, exc, spec.log_name)
+    for observer in observers():
+        observer(ended)
 
 
 def _checkpoint(
@@ -620,7 +585,8 @@ def _task_run(
         "git_commit": git_commit() or "unknown",
         **{f"pipeline.upstream.{k}": str(v) for k, v in (upstream or {}).items()},
     }
-    with start_run(f"{spec.name} {ctx.date}", tags) as run:
+    # outcomes.recorded: logs/task_outcomes.jsonl gets a line as the run starts and as it ends
+    with start_run(f"{spec.name} {ctx.date}", tags) as run, record_outcome(ctx, run.info.run_id):
         try:
             yield run
         except BaseException as exc:

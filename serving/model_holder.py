@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pipeline.deploy_checks import public_text
+from pipeline.public_text import public_text
 from serving.errors import ReloadFailed, SelfCheckFailed
 from serving.pricing import FIELDS, Pricer, contracts_frame, predict
 from serving.schemas import Rejection, parse_price_request
@@ -95,7 +95,8 @@ class Reloaded:
 
 
 class ModelSource(Protocol):
-    """Where versions come from: the MLflow registry in the service, a fake in unit tests."""
+    """Where versions come from: the MLflow registry in the service (RegistrySource), the BentoML
+    model store in a Bento (StoreSource), a fake in unit tests."""
 
     model_name: str
     alias: str
@@ -152,23 +153,51 @@ class RegistrySource:
         alerts.send(alert, alert_config())
 
     def load(self, version: str) -> Candidate:
-        import mlflow
+        return load_candidate(f"models:/{self.model_name}/{version}", version, self.model_config)
 
-        uri = f"models:/{self.model_name}/{version}"
-        path = list(sys.path)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # MLflow's notices about the loaded model's env
-                model = mlflow.pyfunc.load_model(uri, model_config=self.model_config)
-        finally:
-            # MLflow prepends the model's copy of `pipeline` to sys.path on every load; this
-            # process already imported the repository's, so the copy is never used: drop it.
-            sys.path[:] = path
-        example = model.input_example
-        example = pd.DataFrame(example) if example is not None else None
-        offline = pd.DataFrame(model.predict(example)) if example is not None else None
-        run_id = model.metadata.run_id
-        return Candidate(version, run_id, model.unwrap_python_model(), example, offline)
+
+class StoreSource:
+    """The one version a Bento holds (serving/bento_service.py): an MLflow model folder in
+    BentoML's model store, no registry. `resolve` always names that version; POST /admin/reload
+    therefore never changes it."""
+
+    alias = "bento"  # what /model names as the pointer that chose the version
+
+    def __init__(self, model_name: str, version: str, run_id: str | None, model_dir: str,
+                 state_dir: str, max_state_age_days: int):  # fmt: skip
+        self.model_name, self.version, self.run_id = model_name, str(version), run_id
+        self.model_dir = str(model_dir)
+        self.model_config = {"state_dir": str(state_dir),
+                             "max_state_age_days": int(max_state_age_days)}  # fmt: skip
+
+    def resolve(self) -> tuple[str, str | None]:
+        return self.version, self.run_id
+
+    def load(self, version: str) -> Candidate:
+        return load_candidate(self.model_dir, version, self.model_config)
+
+
+def load_candidate(uri: str, version: str, model_config: dict) -> Candidate:
+    """The MLflow pyfunc model at `uri` (models:/..., or a local model folder) loaded with
+    `model_config`, with its logged input example and its own prediction of it (self_check's
+    reference)."""
+    import mlflow
+
+    path = list(sys.path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's notices about the loaded model's env
+            model = mlflow.pyfunc.load_model(uri, model_config=model_config)
+    finally:
+        # MLflow prepends the model's copy of `pipeline` to sys.path on every load; this
+        # process already imported its own (the repository's, or the Bento's), so the copy is
+        # never used: drop it.
+        sys.path[:] = path
+    example = model.input_example
+    example = pd.DataFrame(example) if example is not None else None
+    offline = pd.DataFrame(model.predict(example)) if example is not None else None
+    run_id = model.metadata.run_id
+    return Candidate(version, run_id, model.unwrap_python_model(), example, offline)
 
 
 def alert_config(environ=os.environ):

@@ -9,13 +9,17 @@ Logged model layout (`log_pricer`; MLflow adds MLmodel, requirements, input exam
                                   the model prices the next trading day with it, and later days
                                   with the daily states of its `state_dir` (pyfunc_model.py)
     artifacts/model_meta.json     feature list, base margin, IV clip, best iteration, split
-    code/pipeline/...             the training-time copy of the `pipeline` package (code_paths)
+    code/pipeline/...             the training-time copy of the pricing core (code_paths)
     input_example.json, serving_input_example.json, requirements.txt, python_env.yaml, ...
 
-Code: `code_paths` ships the `pipeline` package with the model, so a fresh process (e.g.
-`mlflow models serve`) prices with the feature code the model was trained with. A process that
-has already imported `pipeline` (the evaluator, the BentoML service in this repo) keeps its own
-import, i.e. the repo's code; the run's `git_commit` tag names the commit the model came from.
+Code: `code_paths` ships the pricing core with the model: `pipeline/__init__.py` and exactly the
+modules pyfunc_model.py imports, directly or not (pipeline.source_closure: the pricer, the
+feature code, the market state, quant, the calendar; no task, runtime or monitoring module,
+which the import-linter contracts keep out of that closure). So a fresh process anywhere (a
+notebook, `mlflow models serve` from any folder) loads the model and prices with the feature
+code it was trained with. A process that has already imported `pipeline` (the evaluator, the
+BentoML service in this repo) keeps its own import, i.e. the repo's code; the run's `git_commit`
+tag names the commit the model came from.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -34,17 +40,18 @@ import xgboost as xgb
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from pipeline.config import REPO_ROOT
 from pipeline.market.calendar import shift_trading_days
 from pipeline.market_state import MarketState
 from pipeline.model.pricer import CONTRACT_COLUMNS, DEFAULT_BASE_IV, IV_CAP, IV_FLOOR, STATE_COLUMNS
+from pipeline.source_closure import import_closure, package_root
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 BOOSTER_FILE, META_FILE, STATE_FILE = "booster.ubj", "model_meta.json", "market_state.json"
-# the distributions pyfunc_model.py imports, directly or through pipeline/ (their own
-# dependencies come with them); listing them spares MLflow's slow requirement inference
-REQUIREMENTS = ("mlflow", "xgboost-cpu", "pandas", "numpy", "scipy", "pyarrow", "hydra-core",
-                "omegaconf", "tenacity")  # fmt: skip
+# the distributions the shipped core imports (`core_sources`; their own dependencies come with
+# them; tests/unit/test_layers.py checks the list), and pyarrow for parquet; listing them spares
+# MLflow's slow requirement inference
+REQUIREMENTS = ("mlflow", "xgboost-cpu", "pandas", "numpy", "scipy", "pyarrow",
+                "exchange-calendars")  # fmt: skip
 EXAMPLE_COLUMNS = (*CONTRACT_COLUMNS, "option")
 RAW_COLUMNS = (*CONTRACT_COLUMNS, "option", "rate", "dividend_yield")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".cloudpickle")
@@ -128,6 +135,26 @@ def quiet_artifact_transfers():
             os.environ[key] = old
 
 
+def core_sources() -> list[Path]:
+    """The files the model ships as code, relative to the repository: the packages and modules
+    pyfunc_model.py imports, directly or not (see the module docstring)."""
+    root, name = package_root(PYFUNC_FILE.resolve())
+    return sorted(path.relative_to(root) for path in import_closure(root, name))
+
+
+@contextmanager
+def staged_core() -> Iterator[Path]:
+    """A temporary copy of the pricing core (`core_sources`) as a `pipeline` package folder, for
+    `code_paths`; removed on exit."""
+    root, _ = package_root(PYFUNC_FILE.resolve())
+    with tempfile.TemporaryDirectory(prefix="pricer_code_") as tmp:
+        for relative in core_sources():
+            target = Path(tmp) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / relative, target)
+        yield Path(tmp) / "pipeline"
+
+
 class _NoPipVersionWarning(logging.Filter):
     """MLflow warns when the env has no `pip` (uv venvs don't): the model's conda.yaml then lists
     an unpinned pip, which is what we want; the warning is noise in every training run."""
@@ -149,7 +176,11 @@ def log_pricer(
 ):
     """Log the model under the active run as `model` (models from code); returns ModelInfo.
     Its default model config: `max_state_age_days`; `state_dir` is given where it is loaded."""
-    with tempfile.TemporaryDirectory(prefix="pricer_") as tmp, quiet_artifact_transfers():
+    with (
+        tempfile.TemporaryDirectory(prefix="pricer_") as tmp,
+        staged_core() as core,
+        quiet_artifact_transfers(),
+    ):
         artifacts = save_artifacts(
             booster, state, model_meta(features, booster, meta_extra), Path(tmp)
         )
@@ -157,7 +188,7 @@ def log_pricer(
             name="model",
             python_model=str(PYFUNC_FILE),
             artifacts=artifacts,
-            code_paths=[str(REPO_ROOT / "pipeline")],
+            code_paths=[str(core)],
             signature=signature(),
             input_example=example,
             pip_requirements=requirements(),

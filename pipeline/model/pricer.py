@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from pipeline.feature_engineer import contract_geometry
+from pipeline.features import contract_geometry
 from pipeline.market_state import MarketState, StateStore, StateUnavailable, state_features
 from pipeline.model.plausibility import implausible, model_input_problems
 from pipeline.quant.black_scholes import black_price

@@ -26,7 +26,7 @@ import pandas as pd
 import xgboost as xgb
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.features import MODEL_FEATURES
 from pipeline.market_state import informative, spread_weight
 from pipeline.model.pricer import BASE_FLOOR, blended_base, design_matrix, fit_blend
 

@@ -96,6 +96,7 @@ def test_evaluates_a_trained_candidate_and_records_the_verdict(features_cfg):
     passed = summary["verdict"]["passed"]
     assert (verdict.get("verdict") == "passed") == passed
     assert summary["verdict"]["reasons"]
+    _assert_the_training_run_carries_the_gate(candidate.run_id, summary)
 
     # unchanged inputs, config and registry: the checkpoint is reused
     assert execute(model_evaluate.SPEC, cfg).status == "skipped"
@@ -125,6 +126,50 @@ def test_a_second_candidate_is_compared_with_production(features_cfg, make_cfg):
     assert cand["iv_skill_vs_production"] == pytest.approx(1 - cand["iv_rmse"] / prod)
     assert "production.iv_rmse" in mlflow.MlflowClient().get_run(outcome.run_id).data.metrics
     assert set(summary["quant"]) == {"candidate", "production", "market_mid"}
+    train_run = _assert_the_training_run_carries_the_gate(second.run_id, summary)
+    assert train_run.data.metrics["gate.iv_rmse_vs_production"] == pytest.approx(
+        cand["iv_rmse"] / prod - 1
+    )
+
+
+def _assert_the_training_run_carries_the_gate(run_id: str, summary: dict):
+    """The candidate's model_train run holds what the gate judged (to compare versions side by
+    side in the MLflow UI), and its experiment is tagged as model development."""
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert run.data.tags["mlflow.runName"].startswith("model_train")
+    metrics, tags = run.data.metrics, run.data.tags
+    cand = summary["metrics"]["candidate"]
+    best = min(model_evaluate.BASELINES, key=lambda b: summary["metrics"][b]["iv_rmse"])
+    low, high = summary["ci"]["candidate"][f"iv_skill_vs_{best}"]
+    assert metrics["gate.iv_rmse_vol_points"] == pytest.approx(100 * cand["iv_rmse"])
+    assert metrics["gate.inside_spread_share"] == pytest.approx(cand["inside_spread_share"])
+    assert metrics["gate.iv_skill_vs_best_baseline"] == pytest.approx(cand[f"iv_skill_vs_{best}"])
+    assert metrics["gate.iv_skill_vs_best_baseline_ci_low"] == pytest.approx(low)
+    assert metrics["gate.iv_skill_vs_best_baseline_ci_high"] == pytest.approx(high)
+    passed = summary["verdict"]["passed"]
+    assert metrics["gate.passed"] == float(passed)
+    assert tags["gate.verdict"] == ("passed" if passed else "failed")
+    assert tags["gate.best_baseline"] == best
+    assert tags["gate.holdout"] == f"{summary['holdout']['start']}..{summary['holdout']['end']}"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    return run
+
+
+def test_an_experiment_made_before_the_kind_tag_gets_it_and_a_chosen_kind_stays(
+    make_cfg, restore_tracking
+):
+    from pipeline.runtime import configure_tracking
+
+    cfg = make_cfg()
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    eid = client.create_experiment(cfg.mlflow.experiment)  # an older store: no kind
+    configure_tracking(cfg)
+    assert client.get_experiment(eid).tags["mlflow.experimentKind"] == "custom_model_development"
+    client.set_experiment_tag(eid, "mlflow.experimentKind", "genai_development")  # a person's
+    configure_tracking(cfg)
+    assert client.get_experiment(eid).tags["mlflow.experimentKind"] == "genai_development"
 
 
 def test_nothing_in_staging_is_a_data_error(make_cfg, tracking):

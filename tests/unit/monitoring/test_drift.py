@@ -16,9 +16,17 @@ from monitoring.drift import (
     sample,
     save_html,
 )
+from tests.conftest import compose_config
 
 FEATURES = ["rv_20d", "log_moneyness", "prev_iv"]  # rv_20d: one value per underlying and day
 UNDERLYINGS = ["SPY", "_SPX", "QQQ", "IWM"]
+# the monitor's drift limit as shipped (configs/monitor/default.yaml), not restated here
+DRIFT_SHARE = float(compose_config([]).monitor.drift_share)
+
+
+def report(current: pd.DataFrame, reference: pd.DataFrame, features=FEATURES, **kwargs):
+    """build_report with the shipped drift limit."""
+    return build_report(current, reference, features, drift_share=DRIFT_SHARE, **kwargs)
 
 
 def scored(
@@ -50,7 +58,7 @@ def reference():
 
 
 def test_known_drift_is_detected(reference, tmp_path):
-    snapshot = build_report(scored(3000, seed=2, shift=0.3, noise=0.03), reference, FEATURES)
+    snapshot = report(scored(3000, seed=2, shift=0.3, noise=0.03), reference, FEATURES)
     found = figures(snapshot, FEATURES)
     assert found["drift_share"] == 1.0 and found["drifted_count"] == 3
     assert found["drifted_columns"] == FEATURES
@@ -63,7 +71,7 @@ def test_known_drift_is_detected(reference, tmp_path):
 
 
 def test_no_drift_is_not_detected(reference):
-    found = figures(build_report(scored(3000, seed=3), reference, FEATURES), FEATURES)
+    found = figures(report(scored(3000, seed=3), reference, FEATURES), FEATURES)
     assert found["drift_share"] == 0.0 and found["drifted_columns"] == []
     assert found["sample_rmse"] == pytest.approx(0.01, rel=0.1)
 
@@ -74,18 +82,16 @@ def test_a_daily_wobble_of_underlying_day_features_is_not_drift(reference):
     market-wide level change of the same features is."""
     current = scored(3000, seed=6)
     current["rv_20d"] += 0.02  # two wobbles: still inside the reference's spread per underlying
-    ours = figures(build_report(current, reference, FEATURES), FEATURES)
+    ours = figures(report(current, reference, FEATURES), FEATURES)
     assert "rv_20d" not in ours["drifted_columns"]
     # the same column under a name tested row by row: drifted
     rows = ["log_moneyness", "prev_iv", "rv_20d_rows"]
     copy = {"rv_20d": "rv_20d_rows"}
-    per_row = build_report(current.rename(columns=copy), reference.rename(columns=copy), rows)
+    per_row = report(current.rename(columns=copy), reference.rename(columns=copy), rows)
     assert "rv_20d_rows" in figures(per_row, rows)["drifted_columns"]
     shocked = scored(3000, seed=6)
     shocked["rv_20d"] *= 2.0  # a volatility regime shock: every underlying's level doubles
-    assert (
-        "rv_20d" in figures(build_report(shocked, reference, FEATURES), FEATURES)["drifted_columns"]
-    )
+    assert "rv_20d" in figures(report(shocked, reference, FEATURES), FEATURES)["drifted_columns"]
 
 
 def test_underlying_day_features_keep_one_row_per_underlying_day(reference):
@@ -97,7 +103,7 @@ def test_underlying_day_features_keep_one_row_per_underlying_day(reference):
 
 
 def test_results_are_read_by_metric_name_not_position(reference):
-    snapshot = build_report(scored(500, seed=4), reference, FEATURES[::-1])
+    snapshot = report(scored(500, seed=4), reference, FEATURES[::-1])
     values = metric_values(snapshot)
     assert {"DriftedColumnsCount", "RMSE", "MAE", "ValueDrift[rv_20d]",
             "MeanValue[abs_error__SPY]"} <= set(values)  # fmt: skip
@@ -105,7 +111,7 @@ def test_results_are_read_by_metric_name_not_position(reference):
 
 
 def test_errors_and_per_underlying_mae_agree_with_numpy(reference):
-    snapshot = build_report(reference, reference, FEATURES)
+    snapshot = report(reference, reference, FEATURES)
     spy = reference[reference["underlying"] == "SPY"]
     expected = errors(spy["iv"], spy["iv_pred"])["mae"]
     assert figures(snapshot, FEATURES)["sample_mae_by_underlying"]["SPY"] == pytest.approx(expected)

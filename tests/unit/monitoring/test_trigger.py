@@ -1,18 +1,27 @@
-"""The retrain trigger policy: RMSE degradation (at, just below, just above 10%), drift, both;
-the change point a retrain's holdout starts at."""
+"""The retrain trigger policy: RMSE degradation (at, just below, just above its limit), drift,
+both; the change point a retrain's holdout starts at. The limits are the shipped ones
+(configs/monitor/default.yaml, read through Thresholds.from_config); a scenario that needs another
+setting (persistence, a backoff) replaces just that field."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import fields, replace
 from types import SimpleNamespace
 
 import pytest
 
 from monitoring.trigger import Decision, Thresholds, change_point, day_breaches, decide, run_start
+from tests.conftest import compose_config
 
 REFERENCE = 0.0110
-POLICY = Thresholds(rmse_degradation=0.10, drift_share=0.5)
+SHIPPED = Thresholds.from_config(compose_config([]).monitor)
+# the shipped limits, each day judged alone, no failed-gate wait, no one-day jump rule
+POLICY = replace(SHIPPED, breach_days=1, window_days=1, failed_gate_backoff_days=0,
+                 change_rmse_jump=math.inf)  # fmt: skip
+LIMIT, SHARE = POLICY.rmse_degradation, POLICY.drift_share
+OVER_SHARE = (1.0 + SHARE) / 2  # a drift share over the limit
 
 
 def summary(rmse: float, share: float = 0.0, drifted: list[str] | None = None) -> dict:
@@ -22,28 +31,30 @@ def summary(rmse: float, share: float = 0.0, drifted: list[str] | None = None) -
 
 @pytest.mark.parametrize("reference", [0.0110, 0.1, 0.0123456, 1.0 / 3.0])
 def test_rmse_exactly_at_the_threshold_does_not_trigger(reference):
-    decision = decide({"rmse": reference * 1.10, "reference_rmse": reference,
+    decision = decide({"rmse": reference * (1 + LIMIT), "reference_rmse": reference,
                        "drift_share": 0.0}, POLICY)  # fmt: skip
     assert not decision.retrain, decision.reasons
 
 
 def test_rmse_exactly_ten_percent_in_decimals_does_not_trigger():
-    decision = decide({"rmse": 0.11, "reference_rmse": 0.10, "drift_share": 0.0}, POLICY)
+    """0.11 vs 0.10 × 1.10 is "at" the limit whatever the float rounding."""
+    ten = replace(POLICY, rmse_degradation=0.10)
+    decision = decide({"rmse": 0.11, "reference_rmse": 0.10, "drift_share": 0.0}, ten)
     assert not decision.retrain, decision.reasons
 
 
 def test_rmse_just_below_the_threshold_does_not_trigger():
-    decision = decide(summary(REFERENCE * 1.0999), POLICY)
+    decision = decide(summary(REFERENCE * (1 + LIMIT * 0.999)), POLICY)
     assert not decision.retrain
     assert decision.reasons[0].startswith("[ok] IV RMSE")
-    assert "within the allowed +10.0%" in decision.reasons[0]
+    assert f"within the allowed {LIMIT:+.1%}" in decision.reasons[0]
 
 
 def test_rmse_just_above_the_threshold_triggers():
-    decision = decide(summary(REFERENCE * 1.1001), POLICY)
+    decision = decide(summary(REFERENCE * (1 + LIMIT * 1.001)), POLICY)
     assert decision.retrain
     assert decision.reasons[0].startswith("[trigger] IV RMSE")
-    assert "more than the allowed +10.0%" in decision.reasons[0]
+    assert f"more than the allowed {LIMIT:+.1%}" in decision.reasons[0]
     assert decision.reasons[1].startswith("[ok] feature drift")
 
 
@@ -52,20 +63,20 @@ def test_an_improved_rmse_does_not_trigger():
 
 
 def test_the_degradation_threshold_is_configurable():
-    assert decide(summary(REFERENCE * 1.06), Thresholds(rmse_degradation=0.05)).retrain
-    assert not decide(summary(REFERENCE * 1.06), Thresholds(rmse_degradation=0.20)).retrain
+    assert decide(summary(REFERENCE * 1.06), replace(POLICY, rmse_degradation=0.05)).retrain
+    assert not decide(summary(REFERENCE * 1.06), replace(POLICY, rmse_degradation=0.20)).retrain
 
 
 def test_drift_only_triggers_and_names_the_drifted_columns():
-    decision = decide(summary(REFERENCE, share=0.6, drifted=["rv_5d", "prev_iv"]), POLICY)
+    decision = decide(summary(REFERENCE, share=OVER_SHARE, drifted=["rv_5d", "prev_iv"]), POLICY)
     assert decision.retrain
     assert decision.reasons[0].startswith("[ok] IV RMSE")
-    assert decision.reasons[1].startswith("[trigger] feature drift share 60%")
+    assert decision.reasons[1].startswith(f"[trigger] feature drift share {OVER_SHARE:.0%}")
     assert "rv_5d, prev_iv" in decision.reasons[1]
 
 
 def test_drift_share_exactly_at_the_threshold_does_not_trigger():
-    assert not decide(summary(REFERENCE, share=0.5), POLICY).retrain
+    assert not decide(summary(REFERENCE, share=SHARE), POLICY).retrain
 
 
 def test_both_checks_firing_give_both_reasons():
@@ -75,7 +86,7 @@ def test_both_checks_firing_give_both_reasons():
 
 
 def test_nothing_fires_and_the_reasons_still_say_why():
-    decision = decide(summary(REFERENCE, share=0.1), POLICY)
+    decision = decide(summary(REFERENCE, share=SHARE / 2), POLICY)
     assert not decision.retrain and len(decision.reasons) == 2
     assert all(r.startswith("[ok]") for r in decision.reasons)
 
@@ -94,12 +105,16 @@ def test_missing_figures_never_trigger_and_say_what_is_missing(figures, said):
     assert any(said in r for r in decision.reasons), decision.reasons
 
 
-def test_thresholds_from_config():
-    cfg = SimpleNamespace(rmse_degradation=0.2, drift_share=0.3)
-    assert Thresholds.from_config(cfg) == Thresholds(0.2, 0.3)
+def test_thresholds_are_the_shipped_config_and_need_every_key():
+    node = compose_config([]).monitor
+    for f in fields(Thresholds):
+        assert getattr(SHIPPED, f.name) == node[f.name], f.name
+    with pytest.raises(AttributeError, match="breach_days"):  # no silent default
+        Thresholds.from_config(SimpleNamespace(rmse_degradation=0.2, drift_share=0.3))
 
 
-PERSISTENT = Thresholds(rmse_degradation=0.10, drift_share=0.5, breach_days=2, window_days=3)
+# the scenarios below: a breach on 2 of the last 3 monitored days retrains
+PERSISTENT = replace(POLICY, breach_days=2, window_days=3)
 
 
 def test_one_bad_day_alone_does_not_retrain_when_persistence_is_asked():
@@ -133,12 +148,13 @@ def test_earlier_breaches_do_not_retrain_a_day_within_the_limit():
 
 def test_persistence_settings_are_checked():
     with pytest.raises(ValueError, match="breach_days"):
-        Thresholds(breach_days=3, window_days=2)
-    cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.7, breach_days=2, window_days=3)
-    assert Thresholds.from_config(cfg) == Thresholds(0.1, 0.7, 2, 3)
+        replace(POLICY, breach_days=3, window_days=2)
+    bad = compose_config(["monitor.breach_days=3", "monitor.window_days=2"]).monitor
+    with pytest.raises(ValueError, match=r"breach_days \(3\) <= window_days \(2\)"):
+        Thresholds.from_config(bad)
 
 
-BACKOFF = Thresholds(rmse_degradation=0.10, drift_share=0.5, failed_gate_backoff_days=5)
+BACKOFF = replace(POLICY, failed_gate_backoff_days=5)
 
 
 def failed(days_ago: int) -> dict:
@@ -146,7 +162,7 @@ def failed(days_ago: int) -> dict:
 
 
 def test_a_due_retrain_waits_after_a_failed_gate_and_says_so():
-    due = summary(REFERENCE * 1.5, share=0.9, drifted=["rv_5d"]) | failed(4)
+    due = summary(REFERENCE * 1.5, share=OVER_SHARE, drifted=["rv_5d"]) | failed(4)
     decision = decide(due, BACKOFF)
     assert not decision.retrain
     # the checks still say what fired; the last reason says why nothing runs, and until when
@@ -166,10 +182,7 @@ def test_no_deferral_reason_when_nothing_is_due():
 
 def test_backoff_settings_are_checked():
     with pytest.raises(ValueError, match="failed_gate_backoff_days"):
-        Thresholds(failed_gate_backoff_days=-1)
-    cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.7, breach_days=2, window_days=3,
-                          failed_gate_backoff_days=5)  # fmt: skip
-    assert Thresholds.from_config(cfg) == Thresholds(0.1, 0.7, 2, 3, 5)
+        replace(POLICY, failed_gate_backoff_days=-1)
 
 
 # -- the change point ------------------------------------------------------------------------------
@@ -225,15 +238,15 @@ def test_a_day_breaches_on_its_own_rmse_or_drift_strictly_above_the_limit():
         return day_breaches({"rmse_change": change, "drift_share": share}, POLICY)
 
     off = {"jump": False}  # POLICY has no one-day jump rule
-    assert day(0.45, 0.1) == {"rmse": True, "drift": False, **off}
-    assert day(0.0, 0.77) == {"rmse": False, "drift": True, **off}
-    assert day(0.10, 0.5) == {"rmse": False, "drift": False, **off}  # exactly at both limits
+    assert day(LIMIT * 4.5, SHARE / 2) == {"rmse": True, "drift": False, **off}
+    assert day(0.0, OVER_SHARE) == {"rmse": False, "drift": True, **off}
+    assert day(LIMIT, SHARE) == {"rmse": False, "drift": False, **off}  # exactly at both limits
     assert day_breaches({}, POLICY) == day(math.nan, None) == {"rmse": False, "drift": False, **off}
 
 
 def test_a_decision_names_the_signals_that_fired():
-    assert decide(summary(REFERENCE * 1.5, share=0.9), POLICY).fired == ("rmse", "drift")
-    assert decide(summary(REFERENCE, share=0.9), POLICY).fired == ("drift",)
+    assert decide(summary(REFERENCE * 1.5, share=OVER_SHARE), POLICY).fired == ("rmse", "drift")
+    assert decide(summary(REFERENCE, share=OVER_SHARE), POLICY).fired == ("drift",)
     assert decide(summary(REFERENCE), POLICY).fired == ()
     deferred = decide(summary(REFERENCE * 1.5) | failed(1), BACKOFF)
     assert not deferred.retrain and deferred.fired == ("rmse",)
@@ -249,9 +262,7 @@ def test_the_monitor_retrains_with_its_holdout_from_the_change_point(monkeypatch
                (D[2], {"rmse_change": 0.35, "drift_share": 0.77})]  # fmt: skip
     monkeypatch.setattr(monitor, "_production", lambda cfg: SimpleNamespace(version="3"))
     monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier)
-    cfg = SimpleNamespace(rmse_degradation=0.1, drift_share=0.6, breach_days=2, window_days=3,
-                          failed_gate_backoff_days=5)  # fmt: skip
-    ctx = SimpleNamespace(task_cfg=cfg, cfg=SimpleNamespace(), date=D[3])
+    ctx = SimpleNamespace(task_cfg=compose_config([]).monitor, cfg=SimpleNamespace(), date=D[3])
     both = monitor.retrain_holdout_start(ctx, Decision(True, [], ("rmse", "drift")))
     # judged on the days after the change (2026-10-28), i.e. from today
     assert both == (D[3], "change point 2026-10-28: drift or an IV RMSE jump since; the "
@@ -297,7 +308,7 @@ def test_a_retrain_on_drift_passes_the_change_point_to_model_train(monkeypatch):
     monkeypatch.setattr(monitor, "earlier_summaries", lambda ctx, mv: earlier)
     cfg = OmegaConf.create({"registry": {"model_name": "m"},
                             "model_train": {"force": False, "holdout_start": None}})  # fmt: skip
-    task = SimpleNamespace(rmse_degradation=0.1, drift_share=0.6, retrain=True, auto_promote=False)
+    task = compose_config(["monitor.retrain=true", "monitor.auto_promote=false"]).monitor
     ctx = SimpleNamespace(cfg=cfg, task_cfg=task, date=D[2], log=SimpleNamespace(info=print),
                           metric=lambda *a: None)  # fmt: skip
     out = monitor._retrain(ctx, Decision(True, [], ("drift",)))
@@ -317,7 +328,7 @@ def _due(**extra) -> dict:
 
 
 def test_a_retrain_due_on_the_day_of_a_change_waits_for_the_day_after():
-    th = Thresholds(0.1, 0.6, 1, 1, 5)
+    th = replace(SHIPPED, breach_days=1, window_days=1, failed_gate_backoff_days=5)
     today = decide(_due(change_point="2026-10-29"), th)
     assert (
         not today.retrain and "[deferred] the change began today (2026-10-29)" in today.reasons[-1]
@@ -330,7 +341,7 @@ def test_a_retrain_due_on_the_day_of_a_change_waits_for_the_day_after():
 
 
 def test_a_new_change_after_a_failed_gate_lifts_the_backoff():
-    th = Thresholds(0.1, 0.6, 1, 1, 5)
+    th = replace(SHIPPED, breach_days=1, window_days=1, failed_gate_backoff_days=5)
     failed = {"date": "2026-10-27", "version": "5", "days_ago": 2}
     same = decide(_due(change_point="2026-10-26", last_failed_gate=failed), th)
     assert not same.retrain and "[deferred] retrain deferred" in same.reasons[-1]
@@ -339,7 +350,8 @@ def test_a_new_change_after_a_failed_gate_lifts_the_backoff():
 
 
 def test_a_one_day_rmse_jump_is_a_change_that_needs_no_second_day():
-    th = Thresholds(0.1, 0.6, 2, 3, 5, change_rmse_jump=1.0)
+    th = replace(SHIPPED, breach_days=2, window_days=3, failed_gate_backoff_days=5,
+                 change_rmse_jump=1.0)  # fmt: skip
     calm = {"rmse": 0.03, "reference_rmse": 0.01, "rmse_change": 2.0, "drift_share": 0.3,
             "rmse_history": [0.0, 0.0], "date": "2026-10-30"}  # fmt: skip
     shock = decide({**calm, "change_point": "2026-10-30"}, th)

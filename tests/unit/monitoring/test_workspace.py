@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from monitoring.drift import build_report
 from monitoring.workspace import add_day, dashboard_panels, day_count
-from tests.unit.monitoring.test_drift import FEATURES, scored
+from tests.unit.monitoring.test_drift import FEATURES, report, scored
 
 PROJECT = "tests monitoring"
 
 
 def _snapshot(day: dt.date, seed: int):
-    return build_report(scored(400, seed), scored(400, 0), FEATURES,
-                        timestamp=dt.datetime.combine(day, dt.time(16)),
-                        metadata={"date": str(day)})  # fmt: skip
+    return report(scored(400, seed), scored(400, 0), FEATURES,
+                  timestamp=dt.datetime.combine(day, dt.time(16)),
+                  metadata={"date": str(day)})  # fmt: skip
 
 
 def test_one_snapshot_per_day_and_a_dashboard_with_per_underlying_panels(tmp_path):

@@ -20,7 +20,7 @@ from pipeline.evaluation import (
     regression_metrics,
     summarise,
 )
-from pipeline.feature_engineer import contract_features
+from pipeline.features import contract_features
 from pipeline.quant.black_scholes import black_price
 from tests.factories import MARKET, good_quotes
 

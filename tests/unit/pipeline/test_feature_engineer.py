@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.feature_engineer import (
+from pipeline.features import (
     MODEL_FEATURES,
     build_features,
     contract_features,

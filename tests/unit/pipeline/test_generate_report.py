@@ -11,8 +11,10 @@ import pytest
 
 from pipeline import generate_report as gr
 from pipeline.artifacts import Artifacts
+from pipeline.outcomes import OutcomeRecord, append_outcome, outcomes_path, read_outcomes
 
 DAY1, DAY2 = dt.date(2026, 3, 2), dt.date(2026, 3, 3)
+AT = "2026-03-03T18:00:00+00:00"
 SECTIONS = [
     "## Summary",
     "## Pipeline runs",
@@ -47,19 +49,16 @@ def _checkpoint(a: Artifacts, task: str, day: dt.date, **metrics) -> None:
     _write(a.checkpoint(task, day), {"task": task, "date": str(day), "metrics": metrics})
 
 
-def _log(a: Artifacts, name: str, task: str, day: dt.date, *outcomes: str) -> None:
-    lines = []
+def _runs(a: Artifacts, task: str, day: dt.date, *outcomes: str) -> None:
+    """Task runs as the runtime records them: a `running` line, then succeeded | skipped |
+    failed (`end`, `skip`, `fail`)."""
+    path = outcomes_path(a.logs_dir)
     for outcome in outcomes:
-        lines.append(f"2026-03-03 18:00:00,000 INFO    pipeline.{task}: start {task} for {day}")
-        lines.append(
-            {
-                "end": f"2026-03-03 18:00:01,000 INFO    pipeline.{task}: end {task} for {day}: x=1",
-                "skip": f"2026-03-03 18:00:01,000 INFO    pipeline.{task}: skipped: unchanged",
-                "fail": f"2026-03-03 18:00:01,000 ERROR   pipeline.{task}: {task} failed for "
-                f"{day}: boom",
-            }[outcome]
-        )
-    _write(a.task_log(name, day), "\n".join(lines) + "\n")
+        run_id = f"{task}-{day}-{len(read_outcomes(path))}"
+        append_outcome(path, OutcomeRecord(task, str(day), "running", run_id, AT))
+        status = {"end": "succeeded", "skip": "skipped", "fail": "failed"}[outcome]
+        append_outcome(path, OutcomeRecord(task, str(day), status, run_id, AT, 0.1, 1,
+                                           "boom" if outcome == "fail" else None))  # fmt: skip
 
 
 EVALUATION = {
@@ -112,8 +111,8 @@ def full(tmp_path) -> Artifacts:
                       "bid_le_ask": {"failed": 20, "passed": 980}},
             "unexpected_columns": [],
         })  # fmt: skip
-        _log(a, "data_fetch", "data_fetch", day, "end", "skip")
-    _log(a, "data_validate", "data_validate", DAY2, "end", "fail")
+        _runs(a, "data_fetch", day, "end", "skip")
+    _runs(a, "data_validate", DAY2, "end", "fail")
     _write(a.reports_dir / "evaluation_metrics.json", EVALUATION)
     _write(a.reports_dir / "drift" / "summary_20260303.json", {
         "date": str(DAY2), "model": {"version": "1"}, "rows": {"scored": 900}, "rmse": 0.009,
@@ -221,38 +220,52 @@ def test_artifacts_dated_after_the_report_date_are_left_out(full):
     assert inputs == sorted(inputs) and all("20260303" not in p.name for p in inputs)
 
 
-def test_the_reports_own_checkpoint_and_the_task_logs_are_not_input_files(full):
-    """Logs are read for the run outcomes (the checkpoint key holds their digest, see _upstream),
-    not hashed as files: a re-run that reuses everything appends lines and changes nothing."""
+def test_the_reports_own_checkpoint_and_the_outcome_records_are_not_input_files(full):
+    """The outcome records are read for the run outcomes (the checkpoint key holds their digest,
+    see _upstream), not hashed as a file: a re-run that reuses everything appends lines and
+    changes nothing; the report's own runs are not reported."""
     _write(full.task_log(gr.LOG_NAME, DAY2), "anything\n")
     _checkpoint(full, "generate_report", DAY2)
     names = {p.name for p in gr.input_files(full, DAY2)}
     assert "generate_report_20260303.json" not in names
-    assert not any(name.endswith(".log") for name in names)
+    assert not any(name.endswith((".log", ".jsonl")) for name in names)
     assert {"data_fetch_20260303.json", "evaluation_metrics.json"} <= names
     before = gr.run_statuses(full, DAY2)
-    _log(full, "data_fetch", "data_fetch", DAY2, "end", "skip", "skip")  # two more reuses
+    _runs(full, "data_fetch", DAY2, "skip", "skip")  # two more reuses
+    _runs(full, "generate_report", DAY2, "end", "fail")  # the report's own runs
     assert gr.run_statuses(full, DAY2) == before
 
 
-def test_parse_log_keeps_the_latest_outcome_of_the_files_own_task():
-    text = "\n".join(
-        [
-            "t INFO    pipeline.monitor: start monitor for 2026-03-03",
-            "t INFO    pipeline.model_train: start model_train for 2026-03-03",  # nested
-            "t ERROR   pipeline.model_train: model_train failed for 2026-03-03: boom",
-            "t INFO    pipeline.monitor: end monitor for 2026-03-03: x=1",
-            "t INFO    pipeline.monitor: start monitor for 2026-03-03",
-            "t INFO    pipeline.monitor: skipped: inputs and config unchanged since run r1",
-            "t INFO    pipeline.monitor: start monitor for 2026-03-04",
-        ]
-    )
-    task, days = gr.parse_log(text)
-    assert task == "monitor"
-    assert days == {
-        "2026-03-03": {"status": "succeeded", "attempts": 1},  # the reuse is not an attempt
-        "2026-03-04": {"status": "incomplete", "attempts": 1},
-    }
+def test_a_failed_task_run_is_in_the_report_with_its_outcome(full):
+    """The report reads the failure from the outcome records, whatever the task logs say."""
+    _write(full.task_log("data_validate", DAY2),  # log text is not read: it says otherwise
+           "t INFO    pipeline.data_validate: end data_validate for 2026-03-03: x=1\n")  # fmt: skip
+    gr.write_report(full, DAY2, REGISTRY, "Report", 60)
+    md = gr.md_path(full).read_text()
+    assert "| data_validate | 2 | 1 | 1 | 0 | 2026-03-03 | failed | 0.25 s |" in md
+    assert "- 2026-03-03: data_validate (failed)" in md
+    _runs(full, "data_validate", DAY2, "end")  # a later run that succeeded
+    gr.write_report(full, DAY2, REGISTRY, "Report", 60)
+    assert "| data_validate | 2 | 2 | 0 | 0 | 2026-03-03 | succeeded | 0.25 s |" in gr.md_path(
+        full
+    ).read_text()
+
+
+def test_a_run_that_never_ended_is_incomplete(full):
+    path = outcomes_path(full.logs_dir)
+    append_outcome(path, OutcomeRecord("monitor", str(DAY2), "running", "killed", AT))
+    gr.write_report(full, DAY2, REGISTRY, "Report", 60)
+    md = gr.md_path(full).read_text()
+    assert "| monitor | 1 | 0 | 0 | 1 | 2026-03-03 | incomplete | n/a |" in md
+    assert "re-run monitor for 2026-03-03 (latest attempt incomplete" in md
+
+
+def test_an_unreadable_evaluation_summary_is_named_in_the_report(full):
+    _write(full.reports_dir / "evaluation_metrics.json", {"metrics": {"candidate": {"iv_rmse": "x"}}})
+    gr.write_report(full, DAY2, REGISTRY, "Report", 60)
+    md = gr.md_path(full).read_text()
+    assert "Model evaluation: not available (" in md
+    assert "evaluation_metrics.json: not an evaluation summary: metrics.candidate.iv_rmse" in md
 
 
 def test_markdown_and_html_escape_what_they_must():

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from pipeline import generate_report as gr
 from pipeline.model_deploy import _roll_out, incident_files, write_incident
+from pipeline.report_sections import next_actions
 from tests.unit.pipeline.test_generate_report import _artifacts
 
 DAY = dt.date(2026, 3, 31)
@@ -47,11 +48,11 @@ def test_the_report_reads_every_incident_of_a_day(tmp_path):
         write_incident({"failed_version": version, "rollback": None}, folder, DAY)
     write_incident({"failed_version": "9"}, folder, DAY + dt.timedelta(days=1))  # after the date
     data = gr.collect(a, DAY, None)
-    assert [(i["date"], i["file"], i["failed_version"]) for i in data["incidents"]] == [
+    assert [(i["date"], i["file"], i["failed_version"]) for i in data.incidents] == [
         ("2026-03-31", "incident_20260331.json", "3"),
         ("2026-03-31", "incident_20260331_2.json", "4"),
     ]
-    actions = [line for line in gr.next_actions(data) if "deploy incident" in line]
+    actions = [line for line in next_actions(data) if "deploy incident" in line]
     assert [line.rsplit(" ", 1)[-1] for line in actions] == [
         "reports/deployment/incident_20260331.json",
         "reports/deployment/incident_20260331_2.json",

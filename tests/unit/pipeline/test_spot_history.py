@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.artifacts import read_frame, write_frame
-from pipeline.feature_engineer import realised_vols
+from pipeline.features import realised_vols
 from pipeline.spot_history import SPOT_COLUMNS, read_spots, spot_summary
 from tests.factories import good_quotes
 

@@ -24,7 +24,7 @@ import schemathesis
 import xgboost as xgb
 from hypothesis import given, settings
 
-from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.features import MODEL_FEATURES
 from pipeline.model.plausibility import MIN_LEVEL
 from pipeline.model.pricer import StateMissing, predict_frame
 from pipeline.registry import RegistryUnavailable

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import CONFIG_DIR
-from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.features import MODEL_FEATURES
 from pipeline.market.parse import chain_to_frame
 from pipeline.market.synthetic import generate_day
 from pipeline.model.plausibility import MAX_LOG_MONEYNESS, implausible

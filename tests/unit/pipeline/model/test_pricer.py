@@ -12,7 +12,7 @@ import pytest
 import xgboost as xgb
 from omegaconf import OmegaConf
 
-from pipeline.feature_engineer import MODEL_FEATURES, build_features
+from pipeline.features import MODEL_FEATURES, build_features
 from pipeline.market_state import MarketState, StateStore, StateUnavailable, state_path
 from pipeline.model.packaging import find_pickles
 from pipeline.model.pricer import (

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.features import MODEL_FEATURES
 from pipeline.model.pricer import (
     OPTIONAL_COLUMNS,
     ContractError,

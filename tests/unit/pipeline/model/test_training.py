@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.feature_engineer import MODEL_FEATURES
+from pipeline.features import MODEL_FEATURES
 from pipeline.model.training import check_features, split_dates
 
 CFG = OmegaConf.create({"holdout_days": 3, "validation_days": 2, "min_train_days": 4})
