@@ -8,7 +8,8 @@ RUN := $(UV) run --frozen
 HOST ?= 127.0.0.1
 UI_PORT ?= 5000
 ARGS ?=
-TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+# an exported MLFLOW_TRACKING_URI (team mode) wins over the local sqlite store, as in configs/mlflow
+TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 SERVE_PORT ?= 3000
 APP_PORT ?= 8501
 DASHBOARD_PORT ?= 8000

@@ -122,9 +122,12 @@ def mlflow_ui(tracking_uri: str) -> Iterator[str]:
 
 
 def compare_url(base: str, model_name: str, pairs: list[tuple[str, str]]) -> str:
-    """The registry's compare page for the versions (what its Compare button opens)."""
+    """The registry's compare page for the versions (what its Compare button opens), with the
+    sidebar on "Model training" (MLflow 3.17's UI picks its views from that switch)."""
     runs = json.dumps({version: run_id for version, run_id in pairs}, separators=(",", ":"))
-    query = urllib.parse.urlencode({"name": json.dumps(model_name), "runs": runs})
+    query = urllib.parse.urlencode(
+        {"name": json.dumps(model_name), "runs": runs, "workflowType": "machine_learning"}
+    )
     return f"{base}/#/compare-model-versions?{query}"
 
 

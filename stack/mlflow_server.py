@@ -4,7 +4,6 @@ S3 keys), Prometheus metrics on /metrics, its job runner off (it costs 7 process
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -45,11 +44,6 @@ def server_env(s3: Seaweed, pg: Postgres) -> dict[str, str]:
     return env
 
 
-def metrics_available() -> bool:
-    """`--expose-prometheus` needs prometheus-flask-exporter (not a dependency of mlflow's)."""
-    return importlib.util.find_spec("prometheus_flask_exporter") is not None
-
-
 def start_server(
     server: MlflowServer,
     pg: Postgres,
@@ -59,21 +53,20 @@ def start_server(
     started: list[Service],
 ) -> None:
     """Start `mlflow server`, append it to `started`, and wait until /health answers (the first
-    start creates the schema in PostgreSQL, which takes a while). /metrics only when
-    metrics_available()."""
+    start creates the schema in PostgreSQL, which takes a while). `--expose-prometheus` serves
+    /metrics (prometheus-flask-exporter, a dependency) from multiprocess files in
+    <folder>/prometheus, emptied first (a previous run's files would add to the counts)."""
+    metrics = server.folder / "prometheus"
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
     cmd = [
         sys.executable, "-m", "mlflow", "server",
         "--backend-store-uri", pg.uri(),
         "--artifacts-destination", f"s3://{s3.bucket}/artifacts",
         "--serve-artifacts",
         "--host", HOST, "--port", str(server.port), "--workers", str(server.workers),
+        "--expose-prometheus", str(metrics),
     ]  # fmt: skip
-    server.folder.mkdir(parents=True, exist_ok=True)
-    if metrics_available():
-        metrics = server.folder / "prometheus"
-        shutil.rmtree(metrics, ignore_errors=True)  # multiprocess files of a previous run
-        metrics.mkdir()
-        cmd += ["--expose-prometheus", str(metrics)]
     service = start("mlflow", cmd, log=log, cwd=server.folder, env=server_env(s3, pg))
     started.append(service)
     wait_until(service, lambda: _answers(f"{server.url}/health"), f"{server.url}/health",

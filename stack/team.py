@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from stack import postgres, seaweed
-from stack.mlflow_server import MlflowServer, ensure_experiment, metrics_available, start_server
+from stack.mlflow_server import MlflowServer, ensure_experiment, start_server
 from stack.postgres import Postgres
 from stack.procs import HOST, Service, StackError, alive, command_line, port_in_use, stop
 from stack.seaweed import Seaweed
@@ -244,9 +244,6 @@ def main(argv: list[str] | None = None) -> int:
             parts = up(config)
             print(f"team stack up in {config.root} (logs in {config.logs}); use it with:")
             print(f"export MLFLOW_TRACKING_URI={parts.tracking_uri}")
-            if not metrics_available():
-                print("note: the MLflow server has no /metrics (prometheus-flask-exporter is not "
-                      "installed)", file=sys.stderr)  # fmt: skip
         elif args.command == "down":
             stopped = down(config)
             print(f"stopped: {', '.join(stopped)}" if stopped else "team stack not running")

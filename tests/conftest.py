@@ -18,6 +18,13 @@ TINY_MARKET = [
 NO_SERVICE = "model_deploy.service_url=http://127.0.0.1:9"
 
 
+@pytest.fixture(autouse=True)
+def no_exported_tracking_uri(monkeypatch):
+    """configs/mlflow reads MLFLOW_TRACKING_URI (team mode): a test never writes to a store the
+    developer exported; each test names its own (sqlite in tmp_path, or a server it started)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def compose_config(overrides: list[str]):
     register_configs()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

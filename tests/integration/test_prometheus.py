@@ -5,15 +5,21 @@ binaries that `make prometheus-install` extracts into .tools/prometheus (.ci/run
 - the dashboard's panels all use the provisioned data source;
 - a taken port is one clear error and starts nothing;
 - every panel's query returns a series from a real Prometheus scraping a real node-exporter (the
-  textfile of real task runs, one of them a Cboe schema change) and a real `bentoml serve`.
+  textfile of real task runs, one of them a Cboe schema change), a real `bentoml serve` and a real
+  `mlflow server --expose-prometheus` (on a sqlite store).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,6 +28,7 @@ from observability import prometheus
 from pipeline import data_fetch
 from pipeline.errors import SchemaChangeError
 from pipeline.runtime import execute
+from stack import procs
 from tests.conftest import compose_config
 from tests.helpers import CBOE_PATH, answer, http_server
 from tests.serving_helpers import (  # noqa: F401 (fixtures)
@@ -130,18 +137,52 @@ def run_tasks(root) -> None:
                 execute(data_fetch.SPEC, cboe, dt.date(2026, 4, 2))
 
 
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """A real `mlflow server` on a sqlite store in `folder`, serving /metrics (multiprocess files
+    in folder/prom) with its job runner off; yields its host:port, stops its process group."""
+    port = prometheus.free_port()
+    (folder / "prom").mkdir(parents=True)
+    cmd = [sys.executable, "-m", "mlflow", "server",
+           "--backend-store-uri", f"sqlite:///{folder / 'm.db'}",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--expose-prometheus", str(folder / "prom")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    server = procs.start("mlflow", cmd, log=folder / "mlflow.log", cwd=folder, env=env)
+    try:
+        health = f"http://127.0.0.1:{port}/health"
+        procs.wait_until(server, lambda: prometheus.get(health) == "OK", health, timeout_s=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        procs.stop(server)
+
+
+def use_mlflow(address: str) -> None:
+    """A few tracking requests (/health and /metrics are not counted): one answered 404."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"http://{address}")
+    client.create_experiment("prometheus-check")
+    client.search_experiments()
+    assert client.get_experiment_by_name("no-such-experiment") is None  # a 404
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_every_dashboard_panel_query_returns_a_series(registry_copy, tmp_path):  # noqa: F811
     root = registry_copy.root
     queries = exprs()
-    with running_service(registry_copy.tracking_uri) as service:
+    with (
+        running_service(registry_copy.tracking_uri) as service,
+        mlflow_server(tmp_path / "mlflow") as tracking,
+    ):
         with prometheus.running(
             port=prometheus.free_port(),
             node_exporter_port=prometheus.free_port(),
             targets={
                 "pricing-service": service.url.removeprefix("http://"),
-                "mlflow-server": f"127.0.0.1:{prometheus.free_port()}",  # none runs: up == 0
+                "mlflow-server": tracking,
             },
             textfile_dir=root / "reports" / "metrics",
             data_dir=tmp_path / "prometheus",
@@ -152,11 +193,14 @@ def test_every_dashboard_panel_query_returns_a_series(registry_copy, tmp_path): 
             run_tasks(root)
             priced = service.post("/price", json={"contracts": [CONTRACT]})
             assert priced.status_code == 200, priced.text
+            use_mlflow(tracking)
             assert not stack.query("options_pipeline_no_such_metric")  # the check can fail
             empty = wait_for_series(stack, queries, timeout_s=60)
             assert not empty, f"panels whose query returned no series: {empty}"
             firing = {s["metric"]["alertname"] for s in stack.query('ALERTS{alertstate="firing"}')}
             assert {"DataFetchFailing", "CboeSchemaChange"} <= firing
+            up = {s["metric"]["job"]: s["value"][1] for s in stack.query("up")}
+            assert up == {"pricing-service": "1", "mlflow-server": "1", "node-exporter": "1"}
         assert all(p.popen.poll() is not None for p in stack.processes)  # both stopped
 
 

@@ -1,8 +1,9 @@
 """Team mode end to end: `stack.team` brings PostgreSQL, SeaweedFS's S3 gateway and an MLflow
 server up on free 127.0.0.1 ports under tmp_path; a short `main`, `promote` and the service's model
 load run against it through MLFLOW_TRACKING_URI alone (no S3 keys on the client side); the runs and
-the registered version are rows in PostgreSQL, the artifacts objects in the bucket; a restart keeps
-them; a server that does not answer leaves nothing running."""
+the registered version are rows in PostgreSQL, the artifacts objects in the bucket; the server's
+/metrics counts the requests; a restart keeps them; a server that does not answer leaves nothing
+running."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 
 from pipeline.config import REPO_ROOT
 from stack import team
@@ -105,6 +107,8 @@ def test_main_promote_and_the_service_load_work_through_the_tracking_uri_alone(s
     experiment = mlflow.MlflowClient(parts.tracking_uri).get_experiment_by_name("options-pricing")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    metrics = requests.get(f"{parts.tracking_uri}/metrics", timeout=10).text  # for Prometheus
+    assert 'mlflow_http_request_total{method="POST",status="200"}' in metrics, metrics[:2000]
 
     with connect(parts.pg) as conn, conn.cursor() as cur:
         cur.execute(

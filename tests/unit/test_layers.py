@@ -100,7 +100,7 @@ def test_an_observer_hears_each_execution_once(monkeypatch):
 
 @pytest.mark.integration
 def test_a_core_module_importing_the_runtime_breaks_the_contracts(tmp_path):
-    for package in ("pipeline", "monitoring", "serving"):
+    for package in ("pipeline", "monitoring", "serving", "stack", "observability"):
         shutil.copytree(REPO_ROOT / package, tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     lint = [str(Path(sys.executable).parent / "lint-imports"), "--config",
