@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from monitoring.daily import daily_flow, record, schedule_log
@@ -51,6 +52,7 @@ from pipeline.config import CboeConfig, to_container
 from pipeline.data_fetch import source_symbols
 from pipeline.deploy_checks import promotion_check
 from pipeline.errors import ConfigError
+from pipeline.evaluation import percentile_interval
 from pipeline.market.calendar import shift_trading_days, trading_days
 from pipeline.registry import Registry
 from pipeline.runtime import configure_tracking, parse_date
@@ -264,7 +266,29 @@ def market_difficulty(calm: list[dict], after: list[dict]) -> dict[str, Any]:
     for name, rows in (("before", calm), ("after", after)):
         out[f"baseline_prev_iv_rmse_{name}"] = _mean(rows, "baseline_prev_iv_rmse")
         out[f"skill_vs_prev_iv_{name}"] = _mean(rows, "skill_vs_prev_iv")
+    out["skill_change_ci95"] = skill_change_interval(
+        [r.get("skill_vs_prev_iv") for r in calm], [r.get("skill_vs_prev_iv") for r in after]
+    )
     return out
+
+
+def skill_change_interval(before, after, n: int = 2000, seed: int = 0) -> list[float] | None:
+    """95% bootstrap interval of mean(after) / mean(before) - 1 over the days of each period,
+    each resampled on its own (seeded): how far one run's 20 days can pin the change down. A
+    day's skill varies ~0.15-0.9 after a variance shock, so one seed's interval spans ~±25%:
+    wider than the ±10% goal, which is judged on the point estimate. None with < 2 days each."""
+    b = np.array([v for v in before if isinstance(v, int | float) and np.isfinite(v)], float)
+    a = np.array([v for v in after if isinstance(v, int | float) and np.isfinite(v)], float)
+    if len(b) < 2 or len(a) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means_b = b[rng.integers(0, len(b), (n, len(b)))].mean(axis=1)
+    means_a = a[rng.integers(0, len(a), (n, len(a)))].mean(axis=1)
+    return [float(x) for x in percentile_interval(means_a / means_b - 1.0, 0.95)]
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"; 95% CI over days {ci[0]:+.1%}..{ci[1]:+.1%}" if ci else ""
 
 
 def _share(n: int, d: int) -> float | None:
@@ -338,7 +362,8 @@ def summarise(cfg, days, records, actions, stats, warmup_s, total_s) -> dict[str
             "ok": before is not None and now is not None and now <= 1.10 * before,
             "value": (f"IV RMSE / previous-day-IV RMSE {now:.3f} over the {len(after)} days "
                       f"after the shock (Production v{', v'.join(market['post_shock_versions'])}) "
-                      f"vs {before:.3f} before ({now / before - 1:+.1%})")
+                      f"vs {before:.3f} before ({now / before - 1:+.1%}"
+                      f"{_interval(market.get('skill_change_ci95'))})")
             if before is not None and now is not None
             else "no monitored day after the shock",
         }  # fmt: skip

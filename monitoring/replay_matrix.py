@@ -232,7 +232,8 @@ def headline(summary: dict) -> dict[str, str]:
         )  # fmt: skip
         before, after = m.get("skill_vs_prev_iv_before"), m.get("skill_vs_prev_iv_after")
         out["production_skill_after_the_shock_within_10pct_of_before"] = (
-            f"{after:.3f} vs {before:.3f} ({after / before - 1:+.1%})"
+            f"{after:.3f} vs {before:.3f} ({after / before - 1:+.1%}"
+            + (f"; CI {ci[0]:+.0%}..{ci[1]:+.0%})" if (ci := m.get("skill_change_ci95")) else ")")
             if before and after is not None else "not measured"
         )  # fmt: skip
     weeks = p["days"] / 5

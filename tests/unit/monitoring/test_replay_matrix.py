@@ -126,10 +126,13 @@ def test_goals_met_and_missed_are_tabled_with_their_figures(tmp_path, compose):
     skill = "production_skill_after_the_shock_within_10pct_of_before"
     assert early["headline"] == {
         "retrain_triggered_by_the_shock_within_1_day": "day 15 (+0)",
-        skill: "0.720 vs 0.700 (+2.9%)",
+        skill: "0.720 vs 0.700 (+2.9%; CI +3%..+3%)",
         "under_2_manual_interventions_a_week": "2 in 7 weeks (0.29/week)",
     }
-    assert not crush["goals"][skill]["ok"] and crush["headline"][skill] == "0.900 vs 0.700 (+28.6%)"
+    assert (
+        not crush["goals"][skill]["ok"]
+        and crush["headline"][skill] == "0.900 vs 0.700 (+28.6%; CI +29%..+29%)"
+    )
     assert crush["goals"][skill]["value"].startswith(
         "IV RMSE / previous-day-IV RMSE 0.900 over the 20 days after the shock"
     )
@@ -146,7 +149,7 @@ def test_goals_met_and_missed_are_tabled_with_their_figures(tmp_path, compose):
                                                                                   "crush"]  # fmt: skip
     text = written[1].read_text()
     assert ("| crush | 7 | variance ×0.4 (a vol crush) on day 20 (2026-10-30) | ✓ day 20 (+0) | "
-            "✗ 0.900 vs 0.700 (+28.6%) | ✓ 2 in 8 weeks (0.25/week) | ✓ 4/4 | ✗ |") in text  # fmt: skip
+            "✗ 0.900 vs 0.700 (+28.6%; CI +29%..+29%) | ✓ 2 in 8 weeks (0.25/week) | ✓ 4/4 | ✗ |") in text  # fmt: skip
     assert (
         "| shock_early | 7 | production skill after the shock within 10pct of before | ✓ |" in text
     )

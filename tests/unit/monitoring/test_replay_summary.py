@@ -81,7 +81,7 @@ def test_goals_missed_are_named_with_their_figures():
     # the model kept in Production after the shock is judged: worse against the baseline
     assert goals["production_skill_after_the_shock_within_10pct_of_before"]["value"] == (
         "IV RMSE / previous-day-IV RMSE 0.833 over the 3 days after the shock (Production v1) "
-        "vs 0.700 before (+19.0%)"
+        "vs 0.700 before (+19.0%; 95% CI over days -0.0%..+28.6%)"
     )
     assert s["failed_days"] == [{"date": str(DAYS[1]), "failed_task": "data_fetch",
                                  "reason": "DataError: no quotes"}]  # fmt: skip
@@ -113,3 +113,15 @@ def test_without_a_shock_only_the_shock_free_goals_are_judged():
         "end_to_end_under_15_min_a_day",
     }
     assert "no shock" in markdown(s) and s["market_difficulty"] == {}
+
+
+def test_the_skill_change_has_a_bootstrap_interval_over_days():
+    from monitoring.replay import skill_change_interval
+
+    steady = skill_change_interval([0.4] * 10, [0.4] * 10)
+    assert steady == [0.0, 0.0]
+    lo, hi = skill_change_interval([0.2, 0.6] * 10, [0.3, 0.9] * 10)
+    assert lo < 0.5 < hi  # the point estimate (+50%) inside, and the interval wide
+    assert hi - lo > 0.3
+    assert skill_change_interval([0.4], [0.5, 0.6]) is None
+    assert skill_change_interval([0.4, None, float("nan"), 0.5], [0.5, 0.6]) is not None
