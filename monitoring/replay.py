@@ -122,6 +122,9 @@ def replay_config(cfg: DictConfig, days: list[dt.date]) -> DictConfig:
     with open_dict(out):
         out.paths.root = str(root)
         out.replay.root = str(root)
+        # its own store, whatever the user's (an exported team server included): wiped each run
+        out.mlflow.tracking_uri = f"sqlite:///{root}/mlflow.db"
+        out.mlflow.artifact_location = str(root / "mlartifacts")
         shocks = [str(days[rc.shock_day - 1])] if rc.shock_day is not None else []
         out.data_fetch.synthetic.shock_dates = shocks
         apply_knobs(out.data_fetch.synthetic, shock_knobs(rc))

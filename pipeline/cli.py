@@ -9,13 +9,14 @@ line naming it and exit code 2, instead of a traceback. PipelineErrors end with 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
 
 import hydra
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.config import CONFIG_DIR, check_schema, register_configs
 from pipeline.errors import PipelineError
@@ -93,6 +94,17 @@ def _first_failing(overrides: list[str]) -> str | None:
     return None
 
 
+def tracking_from_env(cfg: DictConfig, argv: list[str]) -> None:
+    """An exported MLFLOW_TRACKING_URI (team mode) is the task's store unless the command line
+    sets mlflow.tracking_uri. Read once here and written into the config as a fixed value: an
+    `${oc.env:...}` in the YAML would be re-read on every access, and MLflow's set_tracking_uri
+    rewrites the variable (a config composed for one store would follow the next one)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and not any(a.lstrip("+").startswith("mlflow.tracking_uri=") for a in argv):
+        with open_dict(cfg):
+            cfg.mlflow.tracking_uri = uri
+
+
 def run_cli(app: Callable[[DictConfig], object]) -> None:
     """Parse argv with Hydra and call `app(cfg)`, turning known failures into exit codes."""
     register_configs()
@@ -108,6 +120,7 @@ def run_cli(app: Callable[[DictConfig], object]) -> None:
     def _main(cfg: DictConfig) -> None:
         configure_logging()
         try:
+            tracking_from_env(cfg, argv)
             configure_tracking(cfg)
             app(cfg)
         except PipelineError as exc:

@@ -246,9 +246,10 @@ def test_a_failed_task_run_is_in_the_report_with_its_outcome(full):
     assert "- 2026-03-03: data_validate (failed)" in md
     _runs(full, "data_validate", DAY2, "end")  # a later run that succeeded
     gr.write_report(full, DAY2, REGISTRY, "Report", 60)
-    assert "| data_validate | 2 | 2 | 0 | 0 | 2026-03-03 | succeeded | 0.25 s |" in gr.md_path(
-        full
-    ).read_text()
+    assert (
+        "| data_validate | 2 | 2 | 0 | 0 | 2026-03-03 | succeeded | 0.25 s |"
+        in gr.md_path(full).read_text()
+    )
 
 
 def test_a_run_that_never_ended_is_incomplete(full):
@@ -261,7 +262,9 @@ def test_a_run_that_never_ended_is_incomplete(full):
 
 
 def test_an_unreadable_evaluation_summary_is_named_in_the_report(full):
-    _write(full.reports_dir / "evaluation_metrics.json", {"metrics": {"candidate": {"iv_rmse": "x"}}})
+    _write(
+        full.reports_dir / "evaluation_metrics.json", {"metrics": {"candidate": {"iv_rmse": "x"}}}
+    )
     gr.write_report(full, DAY2, REGISTRY, "Report", 60)
     md = gr.md_path(full).read_text()
     assert "Model evaluation: not available (" in md
