@@ -120,6 +120,25 @@ team-down: install ## Stop the team stack (its data stays in team/ for the next 
 team-status: install ## Which services of the team stack run
 	$(RUN) python -m stack.team status --root $(TEAM_DIR)
 
+# Phase 3: Airflow 3 in its own uv project (orchestration/airflow, own uv.lock); its state in .airflow/
+.PHONY: airflow-env airflow crontab
+AIRFLOW_PROJECT := orchestration/airflow
+AIRFLOW_PORT ?= 8080
+AIRFLOW_HOME_DIR ?= $(CURDIR)/.airflow
+airflow-env: uv ## Airflow 3.3.2's own environment in orchestration/airflow/.venv (uv sync --frozen from its uv.lock)
+	$(UV) sync --frozen --project $(AIRFLOW_PROJECT)
+
+airflow: install airflow-env ## airflow standalone on http://127.0.0.1:8080 with the daily-flow DAG (AIRFLOW_PORT=...; admin password in .airflow/)
+	$(RUN) python -m orchestration.task_graph --check
+	AIRFLOW_HOME=$(AIRFLOW_HOME_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/$(AIRFLOW_PROJECT)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__API__HOST=$(HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__API__BASE_URL=http://$(HOST):$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://$(HOST):$(AIRFLOW_PORT)/execution/ \
+	PATH=$(CURDIR)/$(AIRFLOW_PROJECT)/.venv/bin:$$PATH airflow standalone
+
+crontab: install ## Print the phase-1 crontab lines: make daily at 18:00 New York, mon-fri (configs/schedule)
+	@$(RUN) python -m orchestration.task_graph --crontab
+
 test: install ## Lint, check the import layers (.importlinter) and run the whole test suite
 	$(RUN) ruff check .
 	$(RUN) lint-imports

@@ -94,6 +94,9 @@ class SyntheticMarketConfig:
     seed: int = MISSING
     origin: str = MISSING  # first date of every spot path (YYYY-MM-DD)
     underlyings: list[UnderlyingSpec] = MISSING
+    # None: exactly `underlyings`; N: the first N of them, then generated single stocks up to N
+    # (pipeline.market.synthetic_universe)
+    n_underlyings: int | None = MISSING
     bad_row_rate: float = MISSING
     shock_dates: list[str] = MISSING
     shock_size: float = MISSING  # multiplier on the variance level on a shock date (< 1: crush)
@@ -318,6 +321,8 @@ class MainConfig:
     days: int = MISSING  # trading days ending at end_date when start_date is not given
     tasks: list[str] = MISSING
     workers: int = MISSING  # processes for the days' fetch and validate (1: all in this process)
+    executor: str = MISSING  # local (this process + forked workers) | dask (pipeline.dask_executor)
+    dask_scheduler: str | None = MISSING  # executor=dask: a scheduler address; None = LocalCluster
 
 
 @dataclass

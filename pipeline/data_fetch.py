@@ -29,7 +29,7 @@ from pipeline.market.calendar import latest_closed_session
 from pipeline.market.cboe import CboeClient, CboeFetchError
 from pipeline.market.file_source import read_quotes_file
 from pipeline.market.parse import chain_to_frame, frames_to_raw
-from pipeline.market.synthetic import generate_payload
+from pipeline.market.synthetic import generate_payload, symbols_of
 from pipeline.runtime import TaskContext, TaskSpec, execute, resolve_date
 
 SOURCES = ("synthetic", "cboe", "file")
@@ -49,7 +49,7 @@ def source_symbols(cfg: DictConfig) -> list[str]:
     if cfg.symbols:
         return list(cfg.symbols)
     if cfg.source == "synthetic":
-        return [u.symbol for u in cfg.synthetic.underlyings]
+        return symbols_of(cfg.synthetic)  # the configured list, or n_underlyings of them
     if cfg.source == "cboe":
         return list(cfg.cboe.symbols)
     return []  # file: whatever the file holds

@@ -7,7 +7,8 @@
 Tasks run in-process (a fresh interpreter per task costs seconds of imports each), in the order
 of `main.tasks`, except that a day's fetch and validate, which read nothing of other days, run
 ahead on `main.workers` forked processes while this one builds each day's features in date order
-(features read the previous day's). Every run is nested under main's run either way. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
+(features read the previous day's); `main.executor=dask` runs the daily tasks as Dask tasks
+instead (`pipeline.dask_executor`). Every run is nested under main's run either way. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
 and config are unchanged is reused; anything downstream of a change runs again. A reused step gets
 no nested run of its own: main's run counts them (`tasks_reused`) and lists them, with the runs
 whose outputs they reuse, in its artifact `reused_tasks.json`. A PipelineError (schema change,
@@ -35,6 +36,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from pipeline import (
+    dask_executor,
     data_fetch,
     data_validate,
     feature_engineer,
@@ -96,6 +98,7 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
     unknown = [t for t in cfg.main.tasks if t not in SPECS]
     if unknown:
         raise ConfigError(f"main.tasks has unknown tasks {unknown}; available: {list(SPECS)}")
+    dask_executor.check(cfg.main)
     days = date_range(cfg.main)
     cfg = resolved(cfg)
     outcomes: list[TaskOutcome] = []
@@ -148,9 +151,13 @@ def daily_outcomes(
     RUN_AHEAD tasks of days with work to do go to forked worker processes at once; the other
     tasks (features: they read the previous day's) run here, each day once its own fetch and
     validate are done. A failure surfaces at its day, as in a sequential run; the days not yet
-    started are cancelled (ones already running finish, and are reused by the next run)."""
+    started are cancelled (ones already running finish, and are reused by the next run).
+    With main.executor=dask, every daily task runs on Dask instead (`pipeline.dask_executor`)."""
     ahead = [s for s in daily if s.name in RUN_AHEAD]
     here = [s for s in daily if s not in ahead]
+    if cfg.main.executor == "dask":
+        yield from dask_executor.daily_outcomes(cfg, days, ahead, here)
+        return
 
     def in_process(day: dt.date, specs: list) -> list[TaskOutcome]:
         return [execute(spec, cfg, day, record_skip=False) for spec in specs]

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,10 +184,9 @@ class MarketState:
         )
 
     @property
-    def underlyings(self) -> set[str]:
+    def underlyings(self) -> frozenset[str]:
         """Underlyings this state can price (a close and a fitted surface or smile)."""
-        fitted = set(self.surfaces["underlying"]) | set(self.smiles["underlying"])
-        return set(self.spots.index) & fitted
+        return memo(self, "underlyings", _underlyings)
 
     @property
     def market(self) -> SimpleNamespace:
@@ -245,6 +245,31 @@ class MarketState:
     def load(cls, path: Path) -> MarketState:
         path = Path(path)
         return cls.from_dict(json.loads(path.read_text()), str(path.name))
+
+
+def _underlyings(state: MarketState) -> frozenset[str]:
+    fitted = set(state.surfaces["underlying"]) | set(state.smiles["underlying"])
+    return frozenset(set(state.spots.index) & fitted)
+
+
+_MEMO: dict[tuple[int, str], object] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def memo(state: MarketState, name: str, build):
+    """`build(state)`, worked out once per state object and `name` (a MarketState is immutable):
+    kept beside the state, not in it (its __dict__ stays its fields), and dropped when the
+    state is garbage-collected."""
+    key = (id(state), name)
+    hit = _MEMO.get(key)
+    if hit is None:
+        value = build(state)
+        with _MEMO_LOCK:
+            hit = _MEMO.get(key)
+            if hit is None:
+                hit = _MEMO[key] = value
+                weakref.finalize(state, _MEMO.pop, key, None)
+    return hit
 
 
 def _plain(obj):
@@ -334,9 +359,12 @@ class StateStore:
     own training-day state), looked up for a quote date as **the state of the last trading day
     before it**, or an older one at most `max_age_days` trading days before the quote date
     (1 = only the previous trading day's). Files are re-read when they change (a daily run's new
-    state is picked up at the next lookup: no restart, no retrain)."""
+    state is picked up at the next lookup: no restart, no retrain). Per call a lookup costs a
+    dict hit and one os.stat per candidate day (the file's (mtime, size) is the validity check):
+    the calendar work and the file paths of a quote date are worked out once."""
 
     CACHE_SIZE = 8
+    DAYS_CACHE_SIZE = 4096  # quote date → its candidate state days (pure calendar arithmetic)
 
     def __init__(self, folder: Path | str | None, max_age_days: int,
                  bundled: Iterable[MarketState] = ()):  # fmt: skip
@@ -347,6 +375,8 @@ class StateStore:
         self.bundled = {s.as_of: s for s in bundled}
         self._cache: dict[dt.date, tuple[tuple[int, int], MarketState]] = {}
         self._lock = threading.Lock()
+        self._days: dict[dt.date, tuple[dt.date, tuple[dt.date, ...]]] = {}
+        self._paths: dict[dt.date, str] = {}
 
     @classmethod
     def of(cls, state: MarketState, max_age_days: int = 1) -> StateStore:
@@ -356,7 +386,9 @@ class StateStore:
     def _from_file(self, day: dt.date) -> MarketState | None:
         if self.folder is None:
             return None
-        path = state_path(self.folder, day)
+        path = self._paths.get(day)
+        if path is None:
+            path = self._paths[day] = str(state_path(self.folder, day))
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -380,16 +412,29 @@ class StateStore:
     def lookup(self, quote_date) -> MarketState:
         """The state that prices contracts quoted on `quote_date`; StateUnavailable otherwise."""
         quote_date = pd.Timestamp(quote_date).date()
-        try:
-            wanted = previous_trading_day(quote_date)
-            days = [shift_trading_days(wanted, -age) for age in range(self.max_age_days)]
-        except ValueError as exc:  # before or after the trading calendar: no session, no state
-            raise StateUnavailable(f"no market state for quote_date {quote_date}: {exc}") from None
+        wanted, days = self._candidates(quote_date)
         for day in days:
             state = self.get(day)
             if state is not None:
                 return state
         raise StateUnavailable(self._missing(quote_date, wanted))
+
+    def _candidates(self, quote_date: dt.date) -> tuple[dt.date, tuple[dt.date, ...]]:
+        """(the trading day before `quote_date`, the days whose state may price it, newest
+        first), memoised: calendar arithmetic only, the same answer every time."""
+        hit = self._days.get(quote_date)
+        if hit is not None:
+            return hit
+        try:
+            wanted = previous_trading_day(quote_date)
+            days = tuple(shift_trading_days(wanted, -age) for age in range(self.max_age_days))
+        except ValueError as exc:  # before or after the trading calendar: no session, no state
+            raise StateUnavailable(f"no market state for quote_date {quote_date}: {exc}") from None
+        if len(self._days) >= self.DAYS_CACHE_SIZE:
+            self._days.clear()
+            self._paths.clear()
+        self._days[quote_date] = (wanted, days)
+        return wanted, days
 
     def newest_before(self, day: dt.date) -> dt.date | None:
         """The newest state date strictly before `day` (files and bundled), for messages."""

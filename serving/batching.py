@@ -48,6 +48,7 @@ class Batcher:
         self._wakeup = threading.Condition()
         self._stopped = False
         self.batches = 0  # merged calls made (for tests and the log)
+        self._busy = False  # the worker is pricing a batch
         self._worker = threading.Thread(target=self._run, name="pricing-batcher", daemon=True)
         self._worker.start()
 
@@ -60,6 +61,11 @@ class Batcher:
             self._queue.append(job)
             self._wakeup.notify()
         return job.future
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being priced: a caller may price a lone request itself."""
+        return not self._busy and not self._queue
 
     async def price(self, model, items: Sequence) -> Answer:
         return await asyncio.wrap_future(self.submit(model, items))
@@ -78,6 +84,7 @@ class Batcher:
             if not self._queue:
                 return None
             batch = [self._queue.popleft()]
+            self._busy = True
             total = len(batch[0].items)
             while self._queue:
                 job = self._queue[0]
@@ -93,6 +100,7 @@ class Batcher:
                 self._run_alone(batch[0])
             else:
                 self._run_merged(batch)
+            self._busy = False
 
     def _run_alone(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():

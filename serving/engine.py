@@ -6,6 +6,13 @@
 - a `RegistryPoller`: start-up load, then a registry poll every `poll_s` seconds;
 - a `Batcher` (serving/batching.py): one worker thread pricing whatever requests queued up.
 
+Pricing goes through the model's NumPy path (`OptionsPricer.price_columns`, pipeline.model.
+array_path): no DataFrame. A single contract that arrives while the batcher is idle is priced at
+once on the caller's thread (no queue round-trip); under concurrent load requests queue and are
+merged as before. A refused or non-finite answer is re-priced through serving/pricing.py's frame
+path, which turns it into the 422 naming the contract and field (the two paths give the same
+errors: tests/unit/pipeline/model/test_array_path.py).
+
 serving/service.py maps HTTP onto it; unit tests drive it (and the service) with a fake source.
 """
 
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.model.pricer import ContractError
 from serving.batching import Batcher
 from serving.errors import NotLoaded
 from serving.model_holder import (
@@ -27,7 +35,7 @@ from serving.model_holder import (
     Reloaded,
     self_check,
 )
-from serving.pricing import contracts_frame, predict
+from serving.pricing import FIELDS, contracts_frame, predict
 from serving.schemas import Contract
 
 
@@ -40,8 +48,35 @@ class Priced:
     price: np.ndarray
 
 
+DATE_FIELDS = ("expiry", "quote_date")
+FLOAT_FIELDS = ("strike", "spot", "rate", "dividend_yield")
+
+
+def contract_columns(contracts: Sequence[Contract]) -> dict[str, np.ndarray]:
+    """The model's raw fields as arrays: dates as datetime64, missing numbers as NaN."""
+    columns = {}
+    for f in FIELDS:
+        values = [getattr(c, f) for c in contracts]
+        if f in DATE_FIELDS:
+            columns[f] = np.array(values, "datetime64[D]").astype("datetime64[ns]")
+        elif f in FLOAT_FIELDS:
+            columns[f] = np.array([np.nan if v is None else v for v in values], float)
+        else:
+            columns[f] = np.array(values, object)
+    return columns
+
+
 def price_contracts(model: LoadedModel, contracts: Sequence[Contract]):
     """One model call for `contracts` (the batcher's unit of work) → (iv, price)."""
+    fast = getattr(model.pricer, "price_columns", None)
+    if fast is not None:
+        try:
+            with np.errstate(all="ignore"):  # extreme-but-valid inputs: checked below
+                iv, price = fast(contract_columns(contracts))
+            if np.isfinite(iv).all() and np.isfinite(price).all():
+                return iv, price
+        except ContractError:
+            pass  # the frame path below refuses them again, as a 422 naming each contract
     return predict(model.pricer, contracts_frame(contracts))
 
 
@@ -88,7 +123,10 @@ class PricingEngine:
         that state has no data for (a merged batch that fails is re-priced request by request,
         so one request's refusal is its own)."""
         model = self.model()
-        iv, price = await self.batcher.price(model, contracts)
+        if len(contracts) == 1 and self.batcher.idle and hasattr(model.pricer, "price_columns"):
+            iv, price = price_contracts(model, contracts)  # ~1 ms: no queue round-trip
+        else:
+            iv, price = await self.batcher.price(model, contracts)
         return Priced(model.version, iv, price)
 
     def reload(self) -> Reloaded:

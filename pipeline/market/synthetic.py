@@ -5,6 +5,8 @@
     generate_day(date, cfg, market, symbols=None) -> ({symbol: payload}, truth)
     spot_path(symbol, cfg, end_date) -> DataFrame(date, spot, variance, realised_variance, ...)
     day_market(symbol, date, cfg, market) -> DayMarket   (the day's spot, smiles and chain rules)
+    symbols_of(cfg) -> [symbol]   (the configured list, or `n_underlyings` of them: see
+                                   `synthetic_universe`)
 
 `cfg` is a `SyntheticMarketConfig` and `market` a `MarketConfig`, as dataclasses or OmegaConf nodes
 (read by attribute only). `date` is a `datetime.date`, a Timestamp or 'YYYY-MM-DD'; it must be a
@@ -62,6 +64,8 @@ from pipeline.market.synthetic_path import (
 )
 from pipeline.market.synthetic_quotes import DayMarket, build_chain
 from pipeline.market.synthetic_sabr import SabrShape, sabr_smile_state
+from pipeline.market.synthetic_universe import symbols as symbols_of
+from pipeline.market.synthetic_universe import universe
 
 KINDS = ("etf", "index", "stock")
 FAMILIES = ("ssvi", "sabr_jumps")
@@ -106,13 +110,21 @@ def _regime_knobs(cfg) -> tuple[float, float]:
     return skew, width
 
 
+def _brief(symbols: list[str], shown: int = 12) -> list[str] | str:
+    """`symbols` for an error message: all of them, or the first `shown` and a count."""
+    if len(symbols) <= shown:
+        return symbols
+    return f"{symbols[:shown]} and {len(symbols) - shown} more"
+
+
 def _path_spec(symbol: str, cfg) -> PathSpec:
     """The configured underlying `symbol` as a PathSpec; ValueError naming unknown symbols."""
     fam = family(cfg)
-    known = [u.symbol for u in cfg.underlyings]
+    names = universe(cfg)
+    known = [u.symbol for u in names]
     if symbol not in known:
-        raise ValueError(f"unknown synthetic underlying {symbol!r}; configured: {known}")
-    u = next(u for u in cfg.underlyings if u.symbol == symbol)
+        raise ValueError(f"unknown synthetic underlying {symbol!r}; configured: {_brief(known)}")
+    u = names[known.index(symbol)]
     if u.kind not in KINDS:
         raise ValueError(f"underlying {symbol!r} has kind {u.kind!r}; expected one of {KINDS}")
     return PathSpec(
@@ -246,11 +258,11 @@ def _generate(symbol: str, date, cfg, market) -> tuple[dict, dict, DayMarket]:
 def generate_day(date, cfg, market, symbols=None) -> tuple[dict[str, dict], pd.DataFrame]:
     """Payloads of every configured underlying (or of `symbols`, in that order) on `date`, and
     their truths concatenated (ValueError naming any unknown symbol before generating anything)."""
-    known = [u.symbol for u in cfg.underlyings]
+    known = symbols_of(cfg)
     wanted = known if symbols is None else list(symbols)
     unknown = [s for s in wanted if s not in known]
     if unknown:
-        raise ValueError(f"unknown synthetic underlyings {unknown}; configured: {known}")
+        raise ValueError(f"unknown synthetic underlyings {unknown}; configured: {_brief(known)}")
     payloads, truths = {}, []
     for symbol in wanted:
         payloads[symbol], truth = generate_chain(symbol, date, cfg, market)

@@ -39,12 +39,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 MIN_LEVEL = 0.01
 MAX_LEVEL = 10_000_000.0
@@ -53,6 +50,7 @@ MAX_LOG_MONEYNESS = math.log(MAX_STRIKE_RATIO)
 MAX_RATE = 1.0
 MAX_YEARS = 30
 MAX_DAYS = MAX_YEARS * 366
+NS_PER_DAY = 86_400 * 10**9
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # XGBoost reads its inputs as float32
 # the input field to name when a model feature is not finite (other features are input columns)
@@ -73,34 +71,54 @@ def implausible(contracts: pd.DataFrame) -> list[Problem]:
 
     Values validate_contracts already refuses (missing, not finite, ≤ 0, not a date) are not
     reported again."""
-    c, problems = contracts, []
-    strike, spot = c["strike"].to_numpy(float), c["spot"].to_numpy(float)
+    c = contracts
+    optional = {f: c[f].to_numpy(float) for f in ("rate", "dividend_yield") if f in c}
+    return implausible_arrays(c.index, c["strike"].to_numpy(float), c["spot"].to_numpy(float),
+                              optional, c["expiry"].to_numpy(), c["quote_date"].to_numpy())  # fmt: skip
+
+
+def implausible_arrays(
+    labels, strike: np.ndarray, spot: np.ndarray, rates: dict, expiry, quote_date
+) -> list[Problem]:
+    """`implausible` on typed arrays: row `labels`, float strike and spot, the given `rates`
+    ({"rate"/"dividend_yield": floats}, NaN = the default) and datetime64 expiry / quote_date
+    (NaT where not a date). The array path (pipeline.model.array_path) calls it directly."""
+    problems = []
     for field, v in (("strike", strike), ("spot", spot)):
         for i in np.flatnonzero(np.isfinite(v) & (v > 0) & ((v < MIN_LEVEL) | (v > MAX_LEVEL))):
-            problems.append((c.index[i], f"{field} must be between {MIN_LEVEL:g} and "
+            problems.append((labels[i], f"{field} must be between {MIN_LEVEL:g} and "
                              f"{MAX_LEVEL:,.0f}, got {_show(v[i])}", field))  # fmt: skip
 
     levels_ok = (np.minimum(strike, spot) >= MIN_LEVEL) & (np.maximum(strike, spot) <= MAX_LEVEL)
     with np.errstate(all="ignore"):  # rows with NaN or ≤ 0 levels: already refused
         log_moneyness = np.where(levels_ok, np.log(strike / spot), 0.0)
     for i in np.flatnonzero(np.abs(log_moneyness) > MAX_LOG_MONEYNESS):
-        problems.append((c.index[i], f"strike {_show(strike[i])} is implausibly far from spot "
+        problems.append((labels[i], f"strike {_show(strike[i])} is implausibly far from spot "
                          f"{_show(spot[i])}: ln(strike/spot) = {log_moneyness[i]:.1f}, over the "
                          f"bound ±ln(1,000) (a strike within a factor of {MAX_STRIKE_RATIO:,} of "
                          "spot)", "strike"))  # fmt: skip
 
     for field in ("rate", "dividend_yield"):
-        v = c[field].to_numpy(float) if field in c else np.full(len(c), np.nan)
+        v = rates[field] if field in rates else np.full(len(strike), np.nan)
         for i in np.flatnonzero(np.isfinite(v) & (np.abs(v) > MAX_RATE)):  # NaN: the default
-            problems.append((c.index[i], f"{field} must be between {-MAX_RATE:g} and "
+            problems.append((labels[i], f"{field} must be between {-MAX_RATE:g} and "
                              f"{MAX_RATE:g} (a year, continuous), got {_show(v[i])}", field))  # fmt: skip
 
-    days = (c["expiry"] - c["quote_date"]).dt.days.to_numpy(float)
+    days = whole_days(expiry, quote_date)
     for i in np.flatnonzero(days > MAX_DAYS):
-        problems.append((c.index[i], f"expiry {c['expiry'].iat[i]:%Y-%m-%d} is more than "
-                         f"{MAX_YEARS} years after quote_date {c['quote_date'].iat[i]:%Y-%m-%d}",
-                         "expiry"))  # fmt: skip
+        problems.append((labels[i], f"expiry {pd.Timestamp(expiry[i]):%Y-%m-%d} is more than "
+                         f"{MAX_YEARS} years after quote_date "
+                         f"{pd.Timestamp(quote_date[i]):%Y-%m-%d}", "expiry"))  # fmt: skip
     return problems
+
+
+def whole_days(expiry, quote_date) -> np.ndarray:
+    """Whole days from quote_date to expiry (floored, as pandas' .dt.days), NaN where either is
+    NaT: datetime64 arrays of any unit."""
+    e, d = (np.asarray(x, "datetime64[ns]") for x in (expiry, quote_date))
+    delta = (e - d).view(np.int64)
+    days = (delta // NS_PER_DAY).astype(float)
+    return np.where(np.isnat(e) | np.isnat(d), np.nan, days)
 
 
 def model_input_problems(
@@ -108,12 +126,18 @@ def model_input_problems(
 ) -> list[Problem]:
     """The problems of rows whose model inputs (the `names` feature columns and the base margin)
     XGBoost cannot take: infinite, or finite beyond float32. NaN (unknown) is fine."""
-    problems: list[Problem] = []
     inputs = {name: features[name].to_numpy(float) for name in names}
-    inputs["base margin"] = np.asarray(base_margin, float)
+    return input_problems(features.index, inputs, base_margin)
+
+
+def input_problems(labels, inputs: dict[str, np.ndarray], base_margin) -> list[Problem]:
+    """`model_input_problems` on arrays: row `labels`, {feature name: floats} in the booster's
+    order, and the base margin."""
+    problems: list[Problem] = []
+    inputs = {**inputs, "base margin": np.asarray(base_margin, float)}
     for name, values in inputs.items():
         field = FEATURE_FIELDS.get(name, name)
         for i in np.flatnonzero(np.abs(values) > FLOAT32_MAX):  # inf included, NaN not
-            problems.append((features.index[i], f"the model input {name} is not finite "
+            problems.append((labels[i], f"the model input {name} is not finite "
                              f"({_show(values[i])}): check {field}", field))  # fmt: skip
     return problems

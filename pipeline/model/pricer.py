@@ -89,6 +89,37 @@ def _show(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+# -- what a bad contract field is told (both paths: validate_contracts and array_path) ----------
+def missing_columns_message(missing: list[str]) -> str:
+    return (f"missing required column(s) {missing} (all rows); required: "
+            f"{list(CONTRACT_COLUMNS)}, optional: {list(OPTIONAL_COLUMNS)}")  # fmt: skip
+
+
+def missing_value(col: str) -> str:
+    return f"missing {col}"
+
+
+def bad_option_type(raw) -> str:
+    return f"option_type {_show(raw)} is not 'C' or 'P'"
+
+
+def not_finite(col: str, raw) -> str:
+    return f"{col} {_show(raw)} is not a finite number"
+
+
+def not_positive(col: str, value: float) -> str:
+    return f"{col} must be positive, got {value}"
+
+
+def not_a_date(col: str, raw) -> str:
+    return f"{col} {_show(raw)} is not a date"
+
+
+def not_after(expiry, quote_date) -> str:
+    return (f"expiry {pd.Timestamp(expiry):%Y-%m-%d} is not after quote_date "
+            f"{pd.Timestamp(quote_date):%Y-%m-%d}")  # fmt: skip
+
+
 def _numbers(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype(float)
 
@@ -103,8 +134,7 @@ def validate_contracts(contracts: pd.DataFrame) -> pd.DataFrame:
         raise ContractError(f"expected a DataFrame of contracts, got {type(contracts).__name__}")
     missing = [c for c in CONTRACT_COLUMNS if c not in contracts.columns]
     if missing:
-        raise ContractError(f"missing required column(s) {missing} (all rows); required: "
-                            f"{list(CONTRACT_COLUMNS)}, optional: {list(OPTIONAL_COLUMNS)}")  # fmt: skip
+        raise ContractError(missing_columns_message(missing))
     c = contracts[[col for col in (*CONTRACT_COLUMNS, *OPTIONAL_COLUMNS) if col in contracts]]
     c = c.copy()
     problems: list[tuple[object, str]] = []
@@ -115,38 +145,28 @@ def validate_contracts(contracts: pd.DataFrame) -> pd.DataFrame:
 
     raw = contracts
     for col in ("underlying", "option_type"):
-        flag(raw[col].isna(), lambda i, col=col: f"missing {col}")
+        flag(raw[col].isna(), lambda i, col=col: missing_value(col))
     c["underlying"] = raw["underlying"].astype(str)
     # normalised once per distinct value: str methods on every row cost ~0.2 s per 200k rows
     types = raw["option_type"]
     c["option_type"] = types.map({v: str(v).strip().upper() for v in types.unique()})
     bad_type = raw["option_type"].notna() & ~c["option_type"].isin(["C", "P"])
-    flag(bad_type, lambda i: f"option_type {_show(raw.at[i, 'option_type'])} is not 'C' or 'P'")
+    flag(bad_type, lambda i: bad_option_type(raw.at[i, "option_type"]))
     for col in ("strike", "spot"):
         c[col] = _numbers(raw[col])
         v = c[col].to_numpy()
-        flag(
-            ~np.isfinite(v),
-            lambda i, col=col: f"{col} {_show(raw.at[i, col])} is not a finite number",
-        )
-        flag(
-            np.isfinite(v) & (v <= 0),
-            lambda i, col=col: f"{col} must be positive, got {c.at[i, col]}",
-        )
+        flag(~np.isfinite(v), lambda i, col=col: not_finite(col, raw.at[i, col]))
+        flag(np.isfinite(v) & (v <= 0), lambda i, col=col: not_positive(col, c.at[i, col]))
     for col in ("expiry", "quote_date"):
         c[col] = pd.to_datetime(raw[col], errors="coerce")
-        flag(c[col].isna(), lambda i, col=col: f"{col} {_show(raw.at[i, col])} is not a date")
+        flag(c[col].isna(), lambda i, col=col: not_a_date(col, raw.at[i, col]))
     late = (c["expiry"] <= c["quote_date"]).to_numpy()
-    flag(late, lambda i: f"expiry {c.at[i, 'expiry']:%Y-%m-%d} is not after quote_date "
-                         f"{c.at[i, 'quote_date']:%Y-%m-%d}")  # fmt: skip
+    flag(late, lambda i: not_after(c.at[i, "expiry"], c.at[i, "quote_date"]))
     for col in ("rate", "dividend_yield", *STATE_COLUMNS):
         if col in c:
             c[col] = _numbers(raw[col])
             text = raw[col].notna() & c[col].isna()  # a value that is not a number
-            flag(
-                text | np.isinf(c[col]),
-                lambda i, col=col: f"{col} {_show(raw.at[i, col])} is not a finite number",
-            )
+            flag(text | np.isinf(c[col]), lambda i, col=col: not_finite(col, raw.at[i, col]))
     if "option" in c:
         c["option"] = raw["option"].where(raw["option"].notna(), None)
     problems += implausible(c)  # well formed but absurd: spot 1e-310, strike 1,000× spot, ...
@@ -168,29 +188,44 @@ def states_for(c: pd.DataFrame, store: StateStore, labels=None) -> dict[pd.Times
     """The state of each distinct quote date of validated contracts `c`; StateMissing naming
     the rows and dates without one, ContractError naming rows whose underlying the state has no
     data for (unless the caller gives the state columns)."""
-    states, problems, missing = {}, [], []
-    for day in c["quote_date"].dt.normalize().unique():
+    days = c["quote_date"].dt.normalize().to_numpy()
+    states = lookup_states(days, store)
+    absent = [col for col in UNDERLYING_STATE_COLUMNS if col not in c]
+    names = c.index if labels is None else labels
+    _raise(unknown_underlyings(states, days, c["underlying"].to_numpy(), absent, names))
+    return states
+
+
+def lookup_states(days: np.ndarray, store: StateStore) -> dict:
+    """{day: its state} for each distinct (normalised) quote date in `days`, in order of first
+    appearance; StateMissing naming the dates without one and how many contracts each has."""
+    states, missing = {}, []
+    for day in pd.unique(days):
         try:
             states[day] = store.lookup(day)
         except StateUnavailable as exc:
-            n = int((c["quote_date"].dt.normalize() == day).sum())
-            missing.append(f"{exc} ({n} contract(s))")
+            missing.append(f"{exc} ({int((days == day).sum())} contract(s))")
     if missing:
         more = f"; and {len(missing) - 2} more quote date(s)" if len(missing) > 3 else ""
         raise StateMissing("; ".join(missing[: 2 if more else 3]) + more)
-    absent = [col for col in UNDERLYING_STATE_COLUMNS if col not in c]
-    if absent:
-        day_of = c["quote_date"].dt.normalize()
-        for day, state in states.items():
-            known = state.underlyings
-            bad = (day_of == day) & ~c["underlying"].isin(known)
-            names = c.index if labels is None else labels
-            problems += [(names[i], f"unknown underlying {c['underlying'].iat[i]!r}: the market "
-                          f"state of {state.as_of} has no data for it (it has: {sorted(known)}); "
-                          f"pass the columns {absent}", "underlying")
-                         for i in np.flatnonzero(bad.to_numpy())]  # fmt: skip
-    _raise(problems)
     return states
+
+
+def unknown_underlyings(states: dict, days: np.ndarray, underlying: np.ndarray,
+                        absent: list[str], labels) -> list[tuple]:  # fmt: skip
+    """Problems of rows whose underlying their day's state has no data for, when the caller
+    gives none of the `absent` state columns either (none absent: no problem)."""
+    problems = []
+    if not absent:
+        return problems
+    for day, state in states.items():
+        known = state.underlyings
+        bad = (days == day) & ~np.isin(underlying, list(known))
+        problems += [(labels[i], f"unknown underlying {underlying[i]!r}: the market "
+                      f"state of {state.as_of} has no data for it (it has: {sorted(known)}); "
+                      f"pass the columns {absent}", "underlying")
+                     for i in np.flatnonzero(bad)]  # fmt: skip
+    return problems
 
 
 def model_features(contracts: pd.DataFrame, states: MarketState | StateStore) -> pd.DataFrame:
@@ -225,19 +260,27 @@ def model_features(contracts: pd.DataFrame, states: MarketState | StateStore) ->
     return pd.concat(parts).sort_index().set_axis(contracts.index)
 
 
-def base_iv(features: pd.DataFrame) -> np.ndarray:
-    """The smile base: prev_smile_iv, else prev_surface_iv, else rv_20d, else DEFAULT_BASE_IV."""
-    base = features["prev_smile_iv"].astype(float).fillna(features["prev_surface_iv"].astype(float))
+def _fill(values: np.ndarray, fallback) -> np.ndarray:
+    """`values` with NaN replaced by `fallback` (pandas' fillna, on arrays)."""
+    return np.where(np.isnan(values), fallback, values)
+
+
+def base_iv(features) -> np.ndarray:
+    """The smile base: prev_smile_iv, else prev_surface_iv, else rv_20d, else DEFAULT_BASE_IV.
+    `features`: a frame, or a mapping of column name → array (the array path)."""
+    base = _fill(np.asarray(features["prev_smile_iv"], float),
+                 np.asarray(features["prev_surface_iv"], float))  # fmt: skip
     if "rv_20d" in features:
-        base = base.fillna(features["rv_20d"].astype(float))
-    return base.fillna(DEFAULT_BASE_IV).to_numpy(float)
+        base = _fill(base, np.asarray(features["rv_20d"], float))
+    return _fill(base, DEFAULT_BASE_IV)
 
 
-def blend_terms(features: pd.DataFrame, base: np.ndarray) -> np.ndarray:
+def blend_terms(features, base: np.ndarray) -> np.ndarray:
     """(rows, len(BLEND_TERMS)): each term's gap to the smile base (0 where it is unknown)."""
     cols = []
     for name in BLEND_TERMS:
-        value = features[name].to_numpy(float) if name in features else np.full(len(base), np.nan)
+        known = name in features
+        value = np.asarray(features[name], float) if known else np.full(len(base), np.nan)
         cols.append(np.nan_to_num(value - base, nan=0.0, posinf=0.0, neginf=0.0))
     return np.column_stack(cols) if cols else np.zeros((len(base), 0))
 
@@ -257,7 +300,7 @@ def fit_blend(features: pd.DataFrame, target, weights=None) -> dict[str, float]:
     return {n: float(np.clip(c, 0.0, 1.0)) for n, c in zip(BLEND_TERMS, coef, strict=True)}
 
 
-def blended_base(features: pd.DataFrame, blend: dict[str, float] | None) -> np.ndarray:
+def blended_base(features, blend: dict[str, float] | None) -> np.ndarray:
     """The level the booster corrects: the smile base moved by the learnt blend (fit_blend)."""
     base = base_iv(features)
     if not blend:
@@ -279,7 +322,17 @@ def booster_scale(booster: xgb.Booster) -> str:
 def model_inputs(
     features: pd.DataFrame, names: Sequence[str], blend: dict | None = None, scale: str = "level"
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the booster's input columns `names` in order, its base margin).
+    """(the booster's input columns `names` in order, its base margin): `input_arrays` as a
+    frame on the features' index."""
+    columns, margin = input_arrays(features, names, blend, scale)
+    return pd.DataFrame(columns, index=features.index, columns=list(names)), margin
+
+
+def input_arrays(
+    features, names: Sequence[str], blend: dict | None = None, scale: str = "level"
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({name: float array} for the booster's inputs `names`, its base margin); `features`: a
+    frame or a mapping of column name → array.
 
     scale "level": features as they are, margin = `blended_base`; the trees add vol points.
     scale "log": the correction is a factor: margin = ln(blended base), and every feature in vol
@@ -287,21 +340,20 @@ def model_inputs(
     base, vol_time → base × sqrt_t), so the trees see the same inputs for the same smile shape
     at 15% or at 60% vol: a regime whose level the training days never reached is not an
     extrapolation."""
-    x = features[list(names)].astype(float)
+    x = {name: np.asarray(features[name], float) for name in names}
     base = blended_base(features, blend)
     if scale == "level":
         return x, base
     if scale != "log":
         raise ValueError(f"unknown target scale {scale!r}: expected level or log")
     base = np.maximum(base, BASE_FLOOR)
-    x = x.copy()
-    for name in x.columns:
+    for name in x:
         if name in VOL_LEVEL_FEATURES:
-            x[name] = np.log(np.maximum(x[name].to_numpy(float), BASE_FLOOR) / base)
+            x[name] = np.log(np.maximum(x[name], BASE_FLOOR) / base)
         elif name == "prev_skew":
-            x[name] = x[name].to_numpy(float) / base
+            x[name] = x[name] / base
         elif name == "vol_time":
-            x[name] = base * features["sqrt_t"].to_numpy(float)
+            x[name] = base * np.asarray(features["sqrt_t"], float)
     return x, np.log(base)
 
 
@@ -325,6 +377,11 @@ def predict_iv(features: pd.DataFrame, booster: xgb.Booster, names: Sequence[str
         return np.empty(0)
     scale = booster_scale(booster)
     raw = booster.predict(design_matrix(features, names, blend=booster_blend(booster), scale=scale))
+    return to_iv(raw, scale)
+
+
+def to_iv(raw: np.ndarray, scale: str) -> np.ndarray:
+    """The booster's raw predictions on `scale` → IV clipped to [IV_FLOOR, IV_CAP]."""
     return np.clip(np.exp(raw) if scale == "log" else raw, IV_FLOOR, IV_CAP)
 
 

@@ -9,7 +9,8 @@ Each contract is priced with the market state of the last trading day before its
 the `OPTIONS_PRICER_STATE_DIR` environment variable, plus the state bundled with the model, so a
 model loaded anywhere prices the trading day after its training without any folder.
 
-predict(DataFrame of raw contracts) → DataFrame(iv, price); see pipeline.model.pricer.
+predict(DataFrame of raw contracts) → DataFrame(iv, price), through the NumPy path
+(pipeline.model.array_path; pipeline.model.pricer.predict_frame is its tested oracle).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import xgboost as xgb
 from mlflow.pyfunc import PythonModel
 
 from pipeline.market_state import MarketState, StateStore
-from pipeline.model.pricer import predict_frame
+from pipeline.model.array_path import predict_contracts, price_columns
 
 STATE_DIR_ENV = "OPTIONS_PRICER_STATE_DIR"
 DEFAULT_MAX_STATE_AGE_DAYS = 2
@@ -57,7 +58,12 @@ class OptionsPricer(PythonModel):
 
     # pd.DataFrame hints: MLflow then validates inputs against the logged signature only
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return predict_frame(model_input, self.booster, self.store, self.features)
+        return predict_contracts(model_input, self.booster, self.store, self.features)
+
+    def price_columns(self, columns: dict) -> tuple:
+        """(iv, price) of raw contract fields {column: array}, rows named by position: the
+        service's path without a DataFrame (pipeline.model.array_path.price_columns)."""
+        return price_columns(columns, self.booster, self.store, self.features)
 
 
 mlflow.models.set_model(OptionsPricer())

@@ -38,6 +38,8 @@ Conventions: vols as decimals (0.2 = 20%), times in years ACT/365, k = ln(K/F).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -294,12 +296,26 @@ def _years(ns):
     return ns / _NS_PER_DAY / DAYS_PER_YEAR
 
 
-def _underlying_variance(sl, e, d, k):
-    """Implied variance sigma^2 and its k-derivative at rows (expiry e, quote date d in ns, k)
-    from one underlying's slices `sl`."""
+@dataclass(frozen=True)
+class UnderlyingSlices:
+    """One underlying's slices as arrays sorted by expiry (`expiry` in ns, `params` the float
+    columns t, theta, rho, psi, k_min, k_max): built once, evaluated many times."""
+
+    expiry: np.ndarray
+    params: dict[str, np.ndarray]
+
+
+def underlying_slices(sl: pd.DataFrame) -> UnderlyingSlices:
+    """One underlying's rows of `fit_smiles`' slices as UnderlyingSlices."""
     sl = sl.sort_values("expiry")
     p = {col: sl[col].to_numpy(float) for col in ("t", "theta", "rho", "psi", "k_min", "k_max")}
-    ex = _ns(sl["expiry"].to_numpy())
+    return UnderlyingSlices(_ns(sl["expiry"].to_numpy()), p)
+
+
+def underlying_variance(u: UnderlyingSlices, e, d, k):
+    """Implied variance sigma^2 and its k-derivative at rows (expiry e, quote date d in ns, k)
+    from one underlying's slices `u`: arrays only, no pandas."""
+    p, ex = u.params, u.expiry
     idx = np.searchsorted(ex, e, side="left")
     hi, lo = np.minimum(idx, len(ex) - 1), np.maximum(idx - 1, 0)
     # at a slice's expiry, before the first or after the last: that slice's vol (hi)
@@ -330,7 +346,7 @@ def _evaluate(slices, underlying, expiry, quote_date, k):
     for c, sl in enumerate(groups.values()):
         rows = np.flatnonzero(code == c)
         if rows.size:
-            var, dvar = _underlying_variance(sl, e[rows], d[rows], k[rows])
+            var, dvar = underlying_variance(underlying_slices(sl), e[rows], d[rows], k[rows])
             iv[rows] = np.sqrt(var)
             div[rows] = dvar / (2.0 * iv[rows])
     return iv.reshape(shape), div.reshape(shape)

@@ -1,0 +1,126 @@
+"""main.executor=dask on a real LocalCluster (2 worker processes, 1 thread each): the same files
+as the local executor, every run nested under main's, a failing day halts main at that day, and
+a SIGKILLed main leaves no Dask worker running."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import mlflow
+import pandas as pd
+import pytest
+
+from pipeline import data_fetch
+from pipeline.artifacts import Artifacts, read_frame, write_frame
+from pipeline.errors import DataError
+from pipeline.main import run_pipeline
+from pipeline.runtime import PID_TAG, configure_tracking, execute
+from tests.conftest import compose_config
+from tests.integration.test_main_killed import (
+    TIMEOUT_S,
+    _fetching,
+    _main,
+    children,
+    gone,
+    silent_cboe,  # noqa: F401 (a fixture)
+    wait_until,
+)
+from tests.integration.test_main_workers import DAYS, _cfg, _data_files
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DASK = ("main.executor=dask", "main.workers=2")
+
+
+def _run(cfg):
+    configure_tracking(cfg)
+    outcomes = run_pipeline(cfg)
+    runs = mlflow.search_runs(experiment_names=["options-pricing"], output_format="list")
+    return outcomes, runs
+
+
+def test_dask_writes_what_the_local_executor_writes(tmp_path, restore_tracking):
+    local_cfg, dask_cfg = _cfg(tmp_path / "local", "main.workers=1"), _cfg(tmp_path / "dask", *DASK)
+    local, _ = _run(local_cfg)
+    outcomes, runs = _run(dask_cfg)
+
+    assert [(o.task, o.date, o.status) for o in outcomes] == [
+        (o.task, o.date, o.status) for o in local
+    ]
+    (main,) = [r for r in runs if r.data.tags["pipeline.task"] == "main"]
+    tasks = [r for r in runs if r is not main]
+    assert len(tasks) == 3 * len(DAYS)
+    assert {r.data.tags["mlflow.parentRunId"] for r in tasks} == {main.info.run_id}
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    # the tasks ran in the Dask workers, not in main's process
+    assert os.getpid() not in {int(r.data.tags[PID_TAG]) for r in tasks}
+    assert main.data.params["main.executor"] == "dask"
+    files = _data_files(tmp_path / "dask")
+    assert files and files == _data_files(tmp_path / "local")
+    for day in DAYS:  # the feature frames themselves, not only their bytes
+        local_frame, dask_frame = (
+            read_frame(Artifacts(c.paths, c.data_format).features(day))
+            for c in (local_cfg, dask_cfg)
+        )
+        pd.testing.assert_frame_equal(dask_frame, local_frame, check_exact=True)
+
+    again, _ = _run(dask_cfg)  # a re-run reuses every step
+    assert {o.status for o in again} == {"skipped"}
+
+
+def test_a_failing_day_on_dask_halts_main_at_that_day(tmp_path, restore_tracking):
+    scratch = _cfg(tmp_path / "scratch")
+    configure_tracking(scratch)
+    external = tmp_path / "root" / "data" / "external"
+    external.mkdir(parents=True)
+    for day in DAYS:
+        outcome = execute(data_fetch.SPEC, scratch, day)
+        if day != DAYS[1]:
+            write_frame(read_frame(outcome.outputs[0]), external / f"quotes_{day:%Y%m%d}.csv")
+    cfg = _cfg(tmp_path / "root", "data_fetch=file", *DASK, market=[])
+    configure_tracking(cfg)
+
+    with pytest.raises(DataError, match=f"quotes_{DAYS[1]:%Y%m%d}.csv"):
+        run_pipeline(cfg)
+    artifacts = Artifacts(cfg.paths, cfg.data_format)
+    assert artifacts.features(DAYS[0]).exists()
+    assert not artifacts.features(DAYS[1]).exists() and not artifacts.features(DAYS[2]).exists()
+
+
+def test_killed_main_leaves_no_dask_worker(tmp_path, silent_cboe, restore_tracking):  # noqa: F811
+    root = tmp_path / "root"
+    configure_tracking(compose_config([f"paths.root={root}"]))
+    client = mlflow.MlflowClient()
+    main = _main(
+        root,
+        "data_fetch=cboe",
+        f"data_fetch.cboe.base_url={silent_cboe}",
+        "data_fetch.cboe.symbols=[SPY]",
+        "data_fetch.cboe.timeout_s=3600",
+        "main.tasks=[data_fetch,data_validate,feature_engineer]",
+        "main.end_date=2026-03-05",
+        "main.days=4",
+        *DASK,
+        log=tmp_path / "killed_main.log",
+    )
+    spawned: set[int] = set()
+    try:
+
+        def both_fetching() -> list | None:
+            runs = _fetching(client)
+            return runs if len(runs) == 2 else None
+
+        busy = wait_until(both_fetching, "two Dask workers fetching")
+        workers = {int(r.data.tags[PID_TAG]) for r in busy}
+        spawned = children(main.pid)
+        assert len(workers) == 2 and workers <= spawned  # the workers are main's children
+        main.send_signal(signal.SIGKILL)
+        main.wait(TIMEOUT_S)
+        wait_until(lambda: all(gone(pid) for pid in spawned), f"processes {sorted(spawned)} to end")
+    finally:  # whatever happened, no process of this test outlives it
+        spawned |= children(main.pid) if main.poll() is None else set()
+        main.kill()
+        main.wait(TIMEOUT_S)
+        for pid in spawned:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
