@@ -1,6 +1,6 @@
-"""Benchmark: how good can Production's skill after a regime change be, whatever the retrain policy?
+"""Benchmark: Production's skill after a regime change if it were always the freshest retrain.
 
-    uv run python -m benchmarks.retrain_ceiling outputs/replay-matrix/variance_x4-seed7 \
+    uv run python -m benchmarks.fresh_retrains outputs/replay-matrix/variance_x4-seed7 \
         [--change 2026-10-30] [model_train overrides, e.g. validation_days=10]
 
 Reads the feature tables of a replay's scratch root (`make replay-matrix` keeps them), retrains the
@@ -8,9 +8,9 @@ shipped model (configs/model_train, the training core `pipeline.model.training.t
 fixed schedule before and after the change, each model scoring the days up to the next retrain with
 the monitor's measure (`pipeline.monitor.skill_figures`: IV RMSE / previous-day-IV RMSE on the
 informative quotes that traded the day before). No gate, no approval, no monitor delay: every model
-is the freshest the policy could have, so the mean skill after vs before is what a retrain policy
-alone can reach on that market. Prints each model's days and writes
-benchmarks/results/retrain_ceiling.json; the change date defaults to the replay summary's shock.
+is the freshest a retrain policy could serve: compared with the replay's own figure, it says
+whether a faster retrain policy would close the gap after the change. Prints each model's days and writes
+benchmarks/results/fresh_retrains.json; the change date defaults to the replay summary's shock.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pipeline.market_state import informative
 from pipeline.model.pricer import predict_iv
 from pipeline.model.training import train_model
 
-RESULTS = Path(__file__).parent / "results" / "retrain_ceiling.json"
+RESULTS = Path(__file__).parent / "results" / "fresh_retrains.json"
 BEFORE = (-19, -15, -10, -5)  # retrain points, trading days from the change (first scored day)
 AFTER = (1, 3, 5, 8, 11, 14, 17)  # every 2-3 days after it, up to 20 days
 
