@@ -8,8 +8,9 @@ test_array_path.py proves both give the same iv and price on every row and the s
 - validation on typed arrays, with validate_contracts' messages (the builders in pricer and
   pipeline.model.plausibility are shared, not copied) and the same order of problems;
 - the market state as arrays indexed by underlying (realised vols, surface coefficients, spots,
-  dividend yields) and a dict by contract symbol (previous IVs), built once per MarketState and
-  cached on it (`state_arrays`): no merge per call;
+  dividend yields, each underlying's SSVI slices sorted by expiry) and by contract symbol
+  (previous IVs), built once per MarketState and kept while it lives (`state_arrays`, through
+  pipeline.market_state.memo): no merge, no pandas per call;
 - the booster's inputs as a float32 matrix in its feature order, `inplace_predict` with the base
   margin, then the vectorised Black price (pipeline.quant.black_scholes).
 

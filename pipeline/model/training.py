@@ -28,7 +28,12 @@ import xgboost as xgb
 from pipeline.errors import ConfigError, DataError
 from pipeline.features import MODEL_FEATURES
 from pipeline.market_state import informative, spread_weight
-from pipeline.model.pricer import BASE_FLOOR, blended_base, design_matrix, fit_blend
+from pipeline.model.pricer import (
+    BASE_FLOOR,
+    blended_base,
+    fit_blend,
+    model_inputs,
+)
 
 
 @dataclass(frozen=True)
@@ -201,8 +206,51 @@ def xgb_params(cfg) -> dict:
     }
 
 
-def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booster, dict, Split]:
-    """Fit on the train fold, early-stop on the validation fold; see the module docstring."""
+@dataclass(frozen=True)
+class Fold:
+    """One fold's booster inputs: features `x` (the booster's columns in order), the target on
+    the booster's scale, the base margin and the row weights (None: all 1)."""
+
+    x: pd.DataFrame
+    label: np.ndarray
+    margin: np.ndarray
+    weight: np.ndarray | None
+
+    def dmatrix(self) -> xgb.DMatrix:
+        """An in-process DMatrix of the fold."""
+        return xgb.DMatrix(self.x, label=self.label, base_margin=self.margin, weight=self.weight,
+                           feature_names=list(self.x.columns))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything train_model fits on, whatever runs xgb.train (this process or Dask)."""
+
+    split: Split
+    train: Fold
+    validation: Fold
+    blend: dict
+    scale: str
+    jumps: tuple[dt.date, ...]
+
+
+def fold_inputs(frame: pd.DataFrame, features, blend: dict, scale: str, cfg) -> Fold:
+    """A fold's target rows → its booster inputs (pricer.model_inputs, the target on the booster's
+    scale as pricer.design_matrix puts it, and the row weights)."""
+    x, margin = model_inputs(frame, features, blend, scale)
+    label = frame["iv"].to_numpy(float)
+    if scale == "log":
+        label = np.log(np.maximum(label, BASE_FLOOR))
+    weights = row_weights(frame, cfg)
+    if scale == "log":  # an error of e in ln(IV) is ~ e × IV vol points: weigh it so
+        level = np.maximum(blended_base(frame, blend), BASE_FLOOR)
+        weights = (1.0 if weights is None else weights) * level**2
+    return Fold(x, label, margin, weights)
+
+
+def training_data(frames: Mapping[dt.date, pd.DataFrame], cfg) -> TrainingData:
+    """The split, the blend and both folds' inputs: train_model's data preparation, shared with
+    pipeline.model.training_dask."""
     features = check_features(cfg.features)
     split = split_dates(list(frames), cfg)
     fit_rows = str(getattr(cfg, "fit_rows", "reliable"))
@@ -215,17 +263,26 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
     blend = (fit_blend(train, train["iv"], row_weights(train, cfg))
              if bool(getattr(cfg, "learn_base_blend", True)) else {})  # fmt: skip
     scale = target_scale(cfg)
-    matrices = []
-    for frame in (train, valid):
-        matrix = design_matrix(frame, features, frame["iv"].to_numpy(float), blend, scale)
-        weights = row_weights(frame, cfg)
-        if scale == "log":  # an error of e in ln(IV) is ~ e × IV vol points: weigh it so
-            level = np.maximum(blended_base(frame, blend), BASE_FLOOR)
-            weights = (1.0 if weights is None else weights) * level**2
-        if weights is not None:
-            matrix.set_weight(weights)
-        matrices.append(matrix)
-    dtrain, dvalid = matrices
+    return TrainingData(split, fold_inputs(train, features, blend, scale, cfg),
+                        fold_inputs(valid, features, blend, scale, cfg), blend, scale, jumps)  # fmt: skip
+
+
+def finish_booster(booster: xgb.Booster, data: TrainingData) -> xgb.Booster:
+    """The booster cut to its best validation round (the saved model then predicts as
+    validated), with the attributes the rest of the pipeline reads."""
+    best = int(booster.best_iteration)
+    booster = booster[: best + 1]
+    booster.set_attr(base_blend=json.dumps(data.blend, sort_keys=True), target_scale=data.scale)
+    booster.set_attr(jump_days=json.dumps([str(d) for d in data.jumps]))  # "[]": none
+    booster.set_attr(best_iteration=str(best), rows_train=str(len(data.train.label)),
+                     rows_validation=str(len(data.validation.label)))  # fmt: skip
+    return booster
+
+
+def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booster, dict, Split]:
+    """Fit on the train fold, early-stop on the validation fold; see the module docstring."""
+    data = training_data(frames, cfg)
+    dtrain, dvalid = data.train.dmatrix(), data.validation.dmatrix()
     evals: dict = {}
     booster = xgb.train(
         xgb_params(cfg),
@@ -236,14 +293,7 @@ def train_model(frames: Mapping[dt.date, pd.DataFrame], cfg) -> tuple[xgb.Booste
         evals_result=evals,
         verbose_eval=False,
     )
-    best = int(booster.best_iteration)
-    # keep the trees up to the best round: the saved model then predicts as validated
-    booster = booster[: best + 1]
-    booster.set_attr(base_blend=json.dumps(blend, sort_keys=True), target_scale=scale)
-    booster.set_attr(jump_days=json.dumps([str(d) for d in jumps]))  # "[]": none
-    booster.set_attr(best_iteration=str(best), rows_train=str(len(train)),
-                     rows_validation=str(len(valid)))  # fmt: skip
-    return booster, evals, split
+    return finish_booster(booster, data), evals, data.split
 
 
 def booster_jump_days(booster: xgb.Booster) -> list[dt.date]:
