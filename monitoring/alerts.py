@@ -463,3 +463,21 @@ def retrain_decision(ctx: Any, decision: Any) -> threading.Thread | None:
         ),
         ctx.cfg,
     )
+
+
+# paths.root of the service's alert files (default: the repo)
+SERVING_ROOT_ENV = "SERVING_PATHS_ROOT"
+
+
+def serving_alert(kind: str, message: str, details: dict[str, Any]) -> threading.Thread | None:
+    """The pricing service's alert sink (configs/serving `alert_sink`): the project's config as
+    this module reads it (alerts.log_path, webhook_url), rooted at $SERVING_PATHS_ROOT when set."""
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.config import CONFIG_DIR, register_configs
+
+    register_configs()
+    root = os.environ.get(SERVING_ROOT_ENV)
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="serving"):
+        cfg = compose("config", overrides=[f"paths.root={root}"] if root else [])
+    return send(Alert.of(kind, "serving", None, message, **details), cfg)

@@ -247,6 +247,7 @@ class ServingConfig:
     timeout_s: float = MISSING
     state_dir: str = MISSING  # the daily market states the service prices with
     max_state_age_days: int = MISSING  # trading days: older (or missing) state → 422
+    alert_sink: str | None = MISSING  # "module:function" for the service's alerts; null = log only
 
 
 @dataclass

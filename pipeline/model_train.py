@@ -26,7 +26,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import task_hooks  # noqa: F401 (registers the alert and metrics hooks)
+from pipeline import dask_executor, task_hooks  # noqa: F401 (task_hooks registers the hooks)
 from pipeline.artifacts import read_frame, write_json
 from pipeline.errors import ConfigError, DataError
 from pipeline.evaluation import baseline_predictions, regression_metrics
@@ -44,6 +44,7 @@ from pipeline.model.training import (
     train_model,
     xgb_params,
 )
+from pipeline.model.training_dask import train_model_dask
 from pipeline.registry import Registry
 from pipeline.runtime import TaskContext, TaskSpec, execute
 
@@ -149,6 +150,21 @@ def _figures(booster, evals: dict, holdout: pd.DataFrame, pred: pd.DataFrame) ->
     }
 
 
+def fit(ctx: TaskContext, frames: dict[dt.date, pd.DataFrame]):
+    """train_model in this process, or with main.executor=dask on Dask (xgboost.dask, on
+    `main.dask_scheduler`'s cluster or a LocalCluster of `main.workers` processes, closed after):
+    the same data preparation and booster attributes (pipeline.model.training_dask)."""
+    main_cfg = ctx.cfg.get("main")
+    if main_cfg is not None:
+        dask_executor.check(main_cfg)  # ConfigError naming a bad executor or worker count
+    executor = "local" if main_cfg is None else str(main_cfg.executor)
+    mlflow.set_tag("train_executor", executor)
+    if executor != "dask":
+        return train_model(frames, ctx.task_cfg)
+    with dask_executor.client_for(main_cfg) as client:
+        return train_model_dask(frames, ctx.task_cfg, client)
+
+
 def _publish(ctx, booster, state, features, holdout, split: Split, tags: dict):
     """Log the model, check it holds no pickle, register it (model_train.register) → (ModelInfo,
     version or None)."""
@@ -191,7 +207,7 @@ def run(ctx: TaskContext) -> None:
     split_dates(list(paths), cfg, window=(days[0], days[-1]))  # DataError naming any shortfall
     frames = {d: read_features(p) for d, p in paths.items()}
     started = time.perf_counter()
-    booster, evals, split = train_model(frames, cfg)
+    booster, evals, split = fit(ctx, frames)
     ctx.metric("train_seconds", time.perf_counter() - started)
     # the freshest state (the window's last day) is bundled with the model; the holdout is
     # priced as the service prices, each day with the state published the trading day before

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
+import pkgutil
 import sys
 import threading
 import warnings
@@ -53,7 +53,6 @@ log = logging.getLogger("serving.model")
 IV_TOLERANCE = 1e-9  # serving path vs pyfunc predict: the same code, so equal up to rounding
 PRICE_RTOL = 1e-9
 FALLBACK_ALIAS = "previous-production"  # what pipeline.rollback restores
-ALERTS_ROOT_ENV = "SERVING_PATHS_ROOT"  # paths.root of the alert sink's files (default: the repo)
 
 
 @dataclass(frozen=True)
@@ -124,12 +123,14 @@ class RegistrySource:
         alias: str,
         state_dir: str | None = None,
         max_state_age_days: int = 2,
+        alert_sink: str | None = None,
     ):
         import mlflow
 
         from pipeline.registry import Registry
 
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
+        self.alert_sink = alert_sink
         # each contract is priced with the daily market state before its quote date (a new day's
         # state is read when it appears: no reload needed); see pipeline.model.pyfunc_model
         self.model_config = {"state_dir": str(state_dir or ""),
@@ -146,11 +147,12 @@ class RegistrySource:
         return (str(mv.version), mv.run_id) if mv is not None else None
 
     def alert(self, message: str, details: dict) -> None:
-        """Through the project's alert sink (configs/alerts: the log file, the webhook)."""
-        from monitoring import alerts
-
-        alert = alerts.Alert.of("deploy_rollback", "serving", None, message, **details)
-        alerts.send(alert, alert_config())
+        """Through the alert sink configs/serving names (`alert_sink`, "module:function", loaded
+        by name: serving imports no monitoring code); without one, the service's log only."""
+        if not self.alert_sink:
+            log.warning("deploy_rollback alert (no serving.alert_sink): %s %s", message, details)
+            return
+        pkgutil.resolve_name(self.alert_sink)("deploy_rollback", message, details)
 
     def load(self, version: str) -> Candidate:
         return load_candidate(f"models:/{self.model_name}/{version}", version, self.model_config)
@@ -198,19 +200,6 @@ def load_candidate(uri: str, version: str, model_config: dict) -> Candidate:
     offline = pd.DataFrame(model.predict(example)) if example is not None else None
     run_id = model.metadata.run_id
     return Candidate(version, run_id, model.unwrap_python_model(), example, offline)
-
-
-def alert_config(environ=os.environ):
-    """The project's config as monitoring.alerts reads it (alerts.log_path, webhook_url, ...),
-    rooted at $SERVING_PATHS_ROOT when set (the repository otherwise)."""
-    from hydra import compose, initialize_config_dir
-
-    from pipeline.config import CONFIG_DIR, register_configs
-
-    register_configs()
-    root = environ.get(ALERTS_ROOT_ENV)
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="serving"):
-        return compose("config", overrides=[f"paths.root={root}"] if root else [])
 
 
 def self_check(candidate: Candidate) -> None:

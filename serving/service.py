@@ -71,6 +71,7 @@ class Settings:
     timeout_s: float
     state_dir: str
     max_state_age_days: int
+    alert_sink: str | None = None
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -110,7 +111,8 @@ def build_engine(settings: Settings) -> PricingEngine:
     from serving.model_holder import RegistrySource
 
     source = RegistrySource(settings.tracking_uri, settings.model_name, settings.alias,
-                            settings.state_dir, settings.max_state_age_days)  # fmt: skip
+                            settings.state_dir, settings.max_state_age_days,
+                            alert_sink=settings.alert_sink)  # fmt: skip
     engine = PricingEngine(source, settings.poll_s, settings.batch_max_contracts)
     poll = f"every {settings.poll_s:g} s" if settings.poll_s else "off"
     log.info("serving %s@%s from %s (registry poll: %s)", settings.model_name, settings.alias,
