@@ -34,7 +34,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from pipeline import registry_rules as rules
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, mlflow_not_found
 from pipeline.registry_rules import Op, RegistryRefusal, Snapshot
 
 __all__ = ["ALIASES", "Registry", "RegistryRefusal", "RegistryUnavailable"]
@@ -48,14 +48,6 @@ class RegistryUnavailable(PipelineError):
     """The registry could not be reached, or a call failed during a change (see the message)."""
 
     exit_code = 1
-
-
-def _not_found(exc: BaseException) -> bool:
-    """MLflow's words for a missing model, version or alias (aliases: INVALID_PARAMETER_VALUE)."""
-    return isinstance(exc, MlflowException) and (
-        exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-        or (exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
-    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -77,7 +69,7 @@ class _Guarded:
                 try:
                     return getattr(self._registry.client, method)(*args, **kwargs)
                 except Exception as exc:
-                    if _not_found(exc):
+                    if mlflow_not_found(exc):
                         raise
                     shown = ", ".join(map(repr, args[1:3]))  # args[0] is the model name
                     raise RegistryUnavailable(
@@ -280,7 +272,7 @@ class Registry:
             try:
                 self._do(op.inverse())
             except Exception as exc:  # keep undoing the rest
-                if not _not_found(exc):  # not found: e.g. the tag being written never landed
+                if not mlflow_not_found(exc):  # not found: e.g. the tag being written never landed
                     log.error("could not undo '%s': %s", op.describe(), exc)
                     failed.append(op)
         return failed

@@ -1,1 +1,1 @@
-"""BentoML pricing service and Streamlit app (built by the serving issue)."""
+"""BentoML pricing service: it imports only the pricing core of pipeline (.importlinter)."""

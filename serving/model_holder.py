@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import logging
 import pkgutil
+import re
 import sys
 import threading
 import warnings
@@ -44,8 +45,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import mlflow_not_found
 from pipeline.public_text import public_text
-from serving.errors import ReloadFailed, SelfCheckFailed
+from serving.errors import RegistryUnavailable, ReloadFailed, SelfCheckFailed
 from serving.pricing import FIELDS, Pricer, contracts_frame, predict
 from serving.schemas import Rejection, parse_price_request
 
@@ -127,8 +129,6 @@ class RegistrySource:
     ):
         import mlflow
 
-        from pipeline.registry import Registry
-
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
         self.alert_sink = alert_sink
         # each contract is priced with the daily market state before its quote date (a new day's
@@ -136,15 +136,36 @@ class RegistrySource:
         self.model_config = {"state_dir": str(state_dir or ""),
                              "max_state_age_days": int(max_state_age_days)}  # fmt: skip
         mlflow.set_tracking_uri(tracking_uri)  # pyfunc.load_model resolves models:/ through it
-        self._registry = Registry(model_name, mlflow.MlflowClient(tracking_uri))
+        # the registry's own MlflowClient, not pipeline.registry (the service imports only the
+        # pricing core, .importlinter): resolving an alias is its one call here
+        self.client = mlflow.MlflowClient(tracking_uri)
+        uri = getattr(self.client, "_registry_uri", None) or tracking_uri
+        # in messages, without credentials (as pipeline.registry shows it)
+        self.registry_uri = re.sub(r"//[^/@]*@", "//***@", str(uri))
 
     def resolve(self) -> tuple[str, str | None] | None:
-        mv = self._registry.resolve(self.alias)  # RegistryUnavailable when unreachable
-        return (str(mv.version), mv.run_id) if mv is not None else None
+        return self._holder(self.alias)
 
     def resolve_fallback(self) -> tuple[str, str | None] | None:
-        mv = self._registry.resolve(FALLBACK_ALIAS)
-        return (str(mv.version), mv.run_id) if mv is not None else None
+        return self._holder(FALLBACK_ALIAS)
+
+    def _holder(self, alias: str) -> tuple[str, str | None] | None:
+        """(version, run_id) holding `alias`; None when no version holds it or the model is not
+        registered; RegistryUnavailable, naming the registry and the call, for any other failure
+        (the holder then keeps serving what it serves and says the registry did not answer)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # MLflow 3's stage deprecation
+                mv = self.client.get_model_version_by_alias(self.model_name, alias)
+        except Exception as exc:
+            if mlflow_not_found(exc):
+                return None
+            failure = " ".join(str(exc).split())[:400] or type(exc).__name__
+            raise RegistryUnavailable(
+                f"model registry at {self.registry_uri}: get_model_version_by_alias("
+                f"{self.model_name!r}, {alias!r}) failed: {failure}"
+            ) from exc
+        return str(mv.version), mv.run_id
 
     def alert(self, message: str, details: dict) -> None:
         """Through the alert sink configs/serving names (`alert_sink`, "module:function", loaded

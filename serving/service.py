@@ -37,6 +37,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bentoml
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from serving.engine import PricingEngine
 
 log = logging.getLogger("serving")
+REPO_ROOT = Path(__file__).resolve().parents[1]  # configs/ and paths.root (`repo_root`) hang here
 
 
 @dataclass(frozen=True)
@@ -75,19 +77,34 @@ class Settings:
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """configs/ (the serving group, mlflow.tracking_uri) with the environment's overrides."""
+    """configs/ (the serving group, mlflow.tracking_uri) with the environment's overrides.
+
+    Composed without pipeline.config (the service imports only the pricing core): its typed schema
+    is left out and Settings types the keys the service reads instead (a misspelled or mistyped
+    key in configs/serving still fails here, naming it)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from pipeline.config import CONFIG_DIR, register_configs
-
     environ = os.environ if environ is None else environ
-    register_configs()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="serving"):
+    if not OmegaConf.has_resolver("repo_root"):  # as pipeline.config.register_configs does
+        OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+    # config.yaml's defaults list starts with `config_schema`, which pipeline.config's
+    # register_configs() stores in Hydra's ConfigStore; unless it has (in this process), an empty
+    # entry stands in for it here (Hydra cannot delete a non-group entry: `~config_schema` fails)
+    store = ConfigStore.instance()
+    if "config_schema.yaml" not in store.repo:
+        store.store(name="config_schema", node={})
+    with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3", job_name="serving"):
         cfg = compose("config")
-    settings = Settings(
-        tracking_uri=cfg.mlflow.tracking_uri, **OmegaConf.to_container(cfg.serving, resolve=True)
+    typed = OmegaConf.merge(
+        OmegaConf.structured(Settings),
+        {
+            "tracking_uri": cfg.mlflow.tracking_uri,
+            **OmegaConf.to_container(cfg.serving, resolve=True),
+        },
     )
+    settings = Settings(**OmegaConf.to_container(typed))
     overrides = {"tracking_uri": environ.get("MLFLOW_TRACKING_URI"),
                  "model_name": environ.get("SERVING_MODEL_NAME"),
                  "alias": environ.get("SERVING_ALIAS"),

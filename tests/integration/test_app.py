@@ -1,4 +1,4 @@
-"""The Streamlit app (serving/app.py) in Streamlit's AppTest, against a real pricing service
+"""The Streamlit app (webapp/app.py) in Streamlit's AppTest, against a real pricing service
 (`bentoml serve` on a free 127.0.0.1 port) and a copy of the tiny sqlite registry (v1 Production,
 v2 Staging; tests/serving_helpers.py) whose root also holds the tiny market's feature tables.
 
@@ -18,12 +18,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipeline.config import REPO_ROOT
-from serving import app_data as data
 from tests.serving_helpers import copy_registry, free_port, prepared_registry, running_service
+from webapp import app_data as data
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-APP = REPO_ROOT / "serving" / "app.py"
+APP = REPO_ROOT / "webapp" / "app.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The app in a real browser: `streamlit run serving/app.py` on a free 127.0.0.1 port against a
+"""The app in a real browser: `streamlit run webapp/app.py` on a free 127.0.0.1 port against a
 running pricing service and a copy of the tiny registry, loaded by headless Chromium (Debian's
 chromium + chromedriver, driven by Selenium with both paths given, so Selenium Manager never
 downloads anything). The pricer's model price must appear, equal to the service's own answer.
@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import REPO_ROOT
-from serving import app_data as data
 from tests.serving_helpers import (  # noqa: F401
     free_port,
     registry_copy,
@@ -31,6 +30,7 @@ from tests.serving_helpers import (  # noqa: F401
     tiny_registry,
     wait_for,
 )
+from webapp import app_data as data
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 MISSING = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
@@ -44,7 +44,7 @@ pytestmark = [
     ),
 ]
 
-APP = REPO_ROOT / "serving" / "app.py"
+APP = REPO_ROOT / "webapp" / "app.py"
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "app.png"
 WINDOW = (1400, 1000)
 PRICE = re.compile(r"^-?\d[\d,]*\.\d{4}$")
@@ -52,7 +52,7 @@ PRICE = re.compile(r"^-?\d[\d,]*\.\d{4}$")
 
 @contextlib.contextmanager
 def running_app(pricing_url: str, tracking_uri: str, data_root: Path) -> Iterator[str]:
-    """`streamlit run serving/app.py` (as `make app` runs it) on a free port; yields its URL."""
+    """`streamlit run webapp/app.py` (as `make app` runs it) on a free port; yields its URL."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true",

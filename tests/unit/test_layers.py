@@ -26,6 +26,17 @@ def core_modules() -> tuple[str, ...]:
     return tuple(config["importlinter:contract:core"]["source_modules"].split())
 
 
+ROOT_PACKAGES = ("pipeline", "monitoring", "serving", "webapp", "stack", "observability",
+                 "orchestration")  # fmt: skip
+
+
+def layer_entries() -> list[str]:
+    """Every module or package the `layers` contract of .importlinter names, in any layer."""
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / ".importlinter")
+    return re.split(r"[\s:|]+", config["importlinter:contract:layers"]["layers"].strip())
+
+
 def module_name(relative: Path) -> str:
     parts = relative.with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -45,6 +56,40 @@ def test_the_model_ships_the_pricing_core_only():
         staged = {module_name(p.relative_to(folder.parent)) for p in folder.rglob("*.py")}
         assert folder.name == "pipeline" and staged == shipped
     assert not folder.exists()  # removed after logging
+
+
+def imports_the_repository(path: Path) -> bool:
+    """Whether the module at `path` imports from any of ROOT_PACKAGES (a package's __init__ that
+    imports nothing of the repository cannot break a layer, and needs none)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] if not node.level else ["."]
+        else:
+            continue
+        if any(name == "." or name.split(".")[0] in ROOT_PACKAGES for name in names):
+            return True
+    return False
+
+
+def test_every_module_is_in_a_layer():
+    """A new module outside every layer would escape the contracts (import-linter checks only the
+    modules its layers name): each is named, or sits in a package that is."""
+    entries = layer_entries()
+    assert "serving" in entries and "webapp" in entries
+    modules = {
+        module_name(path.relative_to(REPO_ROOT)): path
+        for package in ROOT_PACKAGES for path in (REPO_ROOT / package).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }  # fmt: skip
+    assert {"pipeline.registry", "serving.engine", "webapp.app_data"} <= set(modules)
+    outside = sorted(
+        name for name, path in modules.items()
+        if not any(name == e or name.startswith(e + ".") for e in entries)
+        and (path.name != "__init__.py" or imports_the_repository(path))
+    )  # fmt: skip
+    assert not outside, f"in no layer of .importlinter's layers contract: {outside}"
 
 
 def canonical(distribution: str) -> str:
@@ -98,19 +143,40 @@ def test_an_observer_hears_each_execution_once(monkeypatch):
     assert [(e.task, e.status, str(e.error)) for e in heard] == [("demo", "failed", "boom")]
 
 
-@pytest.mark.integration
-def test_a_core_module_importing_the_runtime_breaks_the_contracts(tmp_path):
-    for package in ("pipeline", "monitoring", "serving", "stack", "observability", "orchestration"):
+@pytest.fixture
+def repository_copy(tmp_path):
+    """lint(edits) → lint-imports' run over a copy of the root packages after `edits` (file →
+    line appended); the copy with no edits keeps every contract."""
+    for package in ROOT_PACKAGES:
         shutil.copytree(REPO_ROOT / package, tmp_path / package,
                         ignore=shutil.ignore_patterns("__pycache__", ".venv"))  # fmt: skip
-    lint = [str(Path(sys.executable).parent / "lint-imports"), "--config",
-            str(REPO_ROOT / ".importlinter"), "--no-cache"]  # fmt: skip
-    kept = subprocess.run(lint, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    command = [str(Path(sys.executable).parent / "lint-imports"), "--config",
+               str(REPO_ROOT / ".importlinter"), "--no-cache"]  # fmt: skip
+
+    def lint(edits: dict[str, str]) -> subprocess.CompletedProcess:
+        for relative, line in edits.items():
+            path = tmp_path / relative
+            path.write_text(path.read_text() + f"\n{line}  # noqa\n")
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    kept = lint({})
     assert kept.returncode == 0, kept.stdout[-3000:]
-    pricer = tmp_path / "pipeline" / "model" / "pricer.py"
-    pricer.write_text(pricer.read_text() + "\nfrom pipeline.runtime import execute  # noqa\n")
-    broken = subprocess.run(lint, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return lint
+
+
+@pytest.mark.integration
+def test_a_core_module_importing_the_runtime_breaks_the_contracts(repository_copy):
+    broken = repository_copy({"pipeline/model/pricer.py": "from pipeline.runtime import execute"})
     assert broken.returncode != 0
     assert (
         "BROKEN" in broken.stdout and "pipeline.model.pricer -> pipeline.runtime" in broken.stdout
     )
+
+
+@pytest.mark.integration
+def test_the_service_importing_the_registry_breaks_the_contracts(repository_copy):
+    """The service depends on the pricing core only: a support module (here the registry) is a
+    layer above it."""
+    broken = repository_copy({"serving/engine.py": "from pipeline.registry import Registry"})
+    assert broken.returncode != 0
+    assert "BROKEN" in broken.stdout and "serving.engine -> pipeline.registry" in broken.stdout

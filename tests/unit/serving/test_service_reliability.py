@@ -27,8 +27,8 @@ from hypothesis import given, settings
 from pipeline.features import MODEL_FEATURES
 from pipeline.model.plausibility import MIN_LEVEL
 from pipeline.model.pricer import StateMissing, predict_frame
-from pipeline.registry import RegistryUnavailable
 from serving.engine import PricingEngine
+from serving.errors import RegistryUnavailable
 from tests.unit.pipeline.model.test_pricer import RAW, days, identity_booster, state  # noqa: F401
 from tests.unit.serving.fakes import CONTRACT, FakeSource, StubPricer, candidate
 from tests.unit.serving.test_service import app  # noqa: F401
@@ -203,7 +203,7 @@ def test_a_503_names_the_problem_without_stack_trace_or_paths(serve, caplog):
 def test_a_registry_path_is_not_shown(serve, tmp_path):
     class Unreachable(FakeSource):
         def resolve(self):
-            raise RegistryUnavailable(  # as pipeline.registry words it, with the store's path
+            raise RegistryUnavailable(  # as RegistrySource words it, with the store's path
                 f"model registry at sqlite:///{tmp_path}/mlflow.db: get_model_version_by_alias("
                 f"'options-pricer', 'production') failed: unable to open {tmp_path}/mlflow.db"
             )

@@ -9,7 +9,7 @@ Three tabs:
 - Registry: versions with stages, aliases, gate verdicts and key holdout metrics; the promotion
   history.
 
-UI only: every figure comes from serving/app_data.py (the service for prices, MLflow for the
+UI only: every figure comes from webapp/app_data.py (the service for prices, MLflow for the
 registry, the feature table for the market). When the service or the registry is down, the
 sections that need it say so in a sentence (and how to start it); the others keep working.
 Settings come from the environment: PRICING_URL, MLFLOW_TRACKING_URI, APP_DATA_ROOT (app_data).
@@ -20,14 +20,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `streamlit run serving/app.py` puts serving/ on sys.path, not the repository: add it
+# `streamlit run webapp/app.py` puts webapp/ on sys.path, not the repository: add it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import altair as alt  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from serving import app_data as data  # noqa: E402
+from webapp import app_data as data  # noqa: E402
 
 SERIES_COLORS = {"market mid": "#4c78a8", "model": "#e45756", "BS, 20-day hist vol": "#9d9d9d"}
 

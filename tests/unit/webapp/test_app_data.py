@@ -1,4 +1,4 @@
-"""serving/app_data.py, the app's reads, without a service or a registry: configuration from the
+"""webapp/app_data.py, the app's reads, without a service or a registry: configuration from the
 environment, the pricing client's error messages (fake HTTP session, and one real refused
 connection), the market tables (a hand-built feature frame), the baseline, and the registry panel's
 tables through a fake MLflow client."""
@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from pipeline.quant.black_scholes import black_price, bsm_price
-from serving import app_data as data
 from serving.schemas import parse_price_request
 from tests.serving_helpers import free_port
+from webapp import app_data as data
 
 URL = "http://127.0.0.1:3999"
 TODAY = dt.date(2026, 3, 31)

@@ -1,4 +1,4 @@
-"""Everything the Streamlit app (serving/app.py) reads, with no Streamlit in it: the UI only lays
+"""Everything the Streamlit app (webapp/app.py) reads, with no Streamlit in it: the UI only lays
 out what these functions return, and has no model logic of its own.
 
 - Prices and IVs come from the pricing service over HTTP (`PricingClient`: POST /price, GET /model;
