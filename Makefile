@@ -93,7 +93,7 @@ bento: install ## Bento of one registry version (VERSION=3; default: Production)
 	$(RUN) python -m pipeline.bento $(if $(VERSION),registry.version=$(VERSION)) $(ARGS)
 
 app: install ## Streamlit app on http://127.0.0.1:8501: pricer, smile, registry (needs make serve for prices; APP_PORT=...)
-	PRICING_URL=$${PRICING_URL:-http://$(HOST):$(SERVE_PORT)} MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) streamlit run serving/app.py --server.address $(HOST) --server.port $(APP_PORT) --server.headless true --browser.gatherUsageStats false
+	PRICING_URL=$${PRICING_URL:-http://$(HOST):$(SERVE_PORT)} MLFLOW_TRACKING_URI=$(TRACKING_URI) $(RUN) streamlit run webapp/app.py --server.address $(HOST) --server.port $(APP_PORT) --server.headless true --browser.gatherUsageStats false
 
 dashboard: install ## Evidently UI on http://127.0.0.1:8000: the monitor's daily drift and IV error dashboard
 	DO_NOT_TRACK=1 $(RUN) evidently ui --workspace $${EVIDENTLY_WORKSPACE:-$(CURDIR)/reports/evidently_workspace} --host $(HOST) --port $(DASHBOARD_PORT)
@@ -160,8 +160,9 @@ bench: install ## Benchmarks quoted in the README (IV solver vs vollib; main wal
 	$(RUN) python -m benchmarks.pipeline_walltime
 	$(RUN) python -m benchmarks.monitor
 
-bench-serving: install ## Pricing service vs mlflow models serve under wrk (needs make run + make promote, and wrk)
-	$(RUN) python -m benchmarks.serving
+bench-serving: install ## Pricing service vs BentoML batching vs mlflow models serve under wrk (needs make run + make promote; installs wrk into .tools/wrk if absent)
+	command -v wrk >/dev/null || bash benchmarks/install-wrk.sh
+	OMP_NUM_THREADS=1 $(RUN) python -m benchmarks.serving $(ARGS)
 
 bench-accuracy: install ## Accuracy on both market families side by side (~5 min; ARGS=--shock puts a vol shock in the holdout)
 	$(RUN) python -m benchmarks.accuracy $(ARGS)

@@ -1,39 +1,53 @@
-"""Pricing-service throughput: our BentoML endpoint vs `mlflow models serve`, same model, same run.
+"""Pricing-service throughput and latency: ours vs BentoML's own batching vs `mlflow models serve`.
 
-Both servers load `models:/options-pricer@production` from the registry under `--root` (run
-`make run` and `make promote` first) and listen on 127.0.0.1 with one worker each. wrk drives
-them in turn with the same contracts (sampled from the newest feature file):
-
+Three servers, one after the other in the same run, each loading `models:/options-pricer@production`
+from the registry under `--root` (run `make run` and `make promote` first) and listening on
+127.0.0.1 with one worker:
+- ours: serving/service.py (`make serve`): the custom batcher (serving/batching.py), a lone
+  contract priced inline while it is idle;
+- BentoML batching: serving/batchable_service.py, the same service with
+  `@bentoml.api(batchable=True)` in place of the custom batcher (issue 16: the custom batcher has
+  to earn its place);
+- `mlflow models serve --env-manager local --workers 1`: MLflow's own server, the pyfunc model.
+wrk (benchmarks/install-wrk.sh puts one in .tools/wrk when none is on PATH) drives each with the
+same contracts (sampled from the newest feature file):
 - single: one contract per request, `--connections` concurrent connections, `--seconds` each;
-- batch: 1,000 contracts per request (contracts/s).
+- batch: 1,000 contracts per request, 2 connections (contracts/s).
+p50/p99 are wrk's (`--latency`); errors are non-2xx answers plus socket errors.
 
-The ceiling is the in-process rate: the same pyfunc model's predict() on the same frames, in this
-process. Prints a Markdown table and writes benchmarks/results/serving.json.
+The ceiling is the in-process rate, no HTTP, one OpenMP thread (as the servers run): the same
+model through MLflow's pyfunc predict() (what `mlflow models serve` calls), the unwrapped
+model's predict() on a frame, and the service's NumPy path (`price_columns` on the contracts'
+arrays, what both BentoML servers call). Prints a Markdown table and writes
+benchmarks/results/serving.json.
 
-    uv run python -m benchmarks.serving [--root .] [--seconds 15] [--connections 8]
+    OMP_NUM_THREADS=1 uv run python -m benchmarks.serving [--root .] [--seconds 15] [--connections 8]
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
-import platform
-import re
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import mlflow
-import pandas as pd
-import requests
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/xgboost load their thread pools
 
-from pipeline.config import REPO_ROOT
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+import requests  # noqa: E402
+
+from pipeline.config import REPO_ROOT  # noqa: E402
 
 MODEL_URI = "models:/options-pricer@production"
 FIELDS = ["underlying", "option_type", "strike", "expiry", "quote_date", "spot"]
@@ -93,16 +107,30 @@ def _serve(cmd, env, ready_url, timeout_s, log):
         proc.wait(timeout=30)
 
 
+def find_wrk() -> tuple[str, dict[str, str]]:
+    """wrk on PATH, else the one benchmarks/install-wrk.sh extracted into .tools/wrk (with the
+    LuaJIT library beside it): (binary, environment to run it with)."""
+    if found := shutil.which("wrk"):
+        return found, dict(os.environ)
+    local = REPO_ROOT / ".tools" / "wrk" / "usr"
+    if (local / "bin" / "wrk").exists():
+        libs = [str(p) for p in (local / "lib").glob("*-linux-gnu")]
+        libs.append(os.environ.get("LD_LIBRARY_PATH", ""))
+        return str(local / "bin" / "wrk"), {**os.environ, "LD_LIBRARY_PATH": ":".join(filter(None, libs))}  # fmt: skip
+    sys.exit("wrk is not installed: run benchmarks/install-wrk.sh (or apt-get install -y wrk)")
+
+
 def wrk(url: str, body: str, seconds: int, connections: int) -> dict:
     """Run wrk against `url` with `body`; parse requests/s, p50/p99 latency (ms) and errors."""
+    binary, env = find_wrk()
     with tempfile.TemporaryDirectory() as tmp:
         body_path = Path(tmp) / "body.json"
         body_path.write_text(body)
         script = Path(tmp) / "post.lua"
         script.write_text(WRK_LUA.format(body=body_path))
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-            capture_output=True, text=True, check=True,
+            [binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+            capture_output=True, text=True, check=True, env=env,
         ).stdout  # fmt: skip
     return {
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -126,20 +154,41 @@ def _errors(out: str) -> int:
 
 def in_process(frames: dict[str, pd.DataFrame], seconds: float = 5.0) -> dict[str, dict]:
     """Contracts/s of the same model in this process, no HTTP: through MLflow's pyfunc predict()
-    (schema enforcement included) and through the model object the service calls (unwrapped)."""
+    (schema enforcement included), the unwrapped model's predict() on the same frame, and the
+    BentoML servers' NumPy path (the request's contracts → arrays → price_columns)."""
+    from serving.engine import contract_columns
+    from serving.schemas import PriceRequest
+
     model = mlflow.pyfunc.load_model(MODEL_URI)
-    paths = {"pyfunc": model.predict,
-             "unwrapped": lambda f: model.unwrap_python_model().predict(None, f)}  # fmt: skip
+    pricer = model.unwrap_python_model()
+
+    def typed(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(expiry=pd.to_datetime(frame["expiry"]),
+                            quote_date=pd.to_datetime(frame["quote_date"]))  # fmt: skip
+
+    def pyfunc(frame: pd.DataFrame):
+        rows = typed(frame)
+        return lambda: model.predict(rows)
+
+    def unwrapped(frame: pd.DataFrame):
+        rows = typed(frame)
+        return lambda: pricer.predict(None, rows)
+
+    def numpy_path(frame: pd.DataFrame):
+        body = json.dumps({"contracts": frame.to_dict(orient="records")})
+        contracts = PriceRequest.model_validate_json(body).contracts  # parsed once, as served
+        return lambda: pricer.price_columns(contract_columns(contracts))
+
+    paths = {"pyfunc": pyfunc, "unwrapped": unwrapped, "numpy path": numpy_path}
     rates: dict[str, dict] = {}
-    for path, predict in paths.items():
+    for path, prepare in paths.items():
         for name, frame in frames.items():
-            typed = frame.assign(expiry=pd.to_datetime(frame["expiry"]),
-                                 quote_date=pd.to_datetime(frame["quote_date"]))  # fmt: skip
-            predict(typed)  # warm-up
+            call = prepare(frame)
+            call()  # warm-up
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
-                predict(typed)
-                n += len(typed)
+                call()
+                n += len(frame)
             rates.setdefault(path, {})[name] = n / (time.perf_counter() - t0)
     return rates
 
@@ -153,12 +202,11 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serving.json")
     args = ap.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install -y wrk")
+    find_wrk()  # before anything slow: exits naming the install script when there is none
     root = args.root.resolve()
     uri = f"sqlite:///{root}/mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    # both servers price with the root's daily market states (the peer through the pyfunc's env)
+    # every server prices with the root's daily market states (the peer through the pyfunc's env)
     state_dir = str(root / "data" / "state")
     os.environ["OPTIONS_PRICER_STATE_DIR"] = state_dir
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SERVING_POLL_S": "0",
@@ -169,21 +217,32 @@ def main() -> None:
     peer_body = {k: json.dumps({"dataframe_records": f.to_dict(orient="records")}) for k, f in
                  {"single": one, "batch": batch}.items()}  # fmt: skip
     bin_dir = Path(sys.executable).parent
-    # the ceiling first, while no server runs; one OpenMP thread, as in the service
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # the ceiling first, while no server runs
     ceiling = in_process({"single": one, "batch": batch})
     results: dict[str, dict] = {}
-    p1, p2 = free_port(), free_port()
-    ours = [str(bin_dir / "bentoml"), "serve", "serving.service:OptionsPricingService",
-            "--host", "127.0.0.1", "--port", str(p1)]  # fmt: skip
+    ports = [free_port() for _ in range(3)]
+
+    def bentoml_serve(service: str, port: int) -> list[str]:
+        return [str(bin_dir / "bentoml"), "serve", service, "--host", "127.0.0.1",
+                "--port", str(port)]  # fmt: skip
+
     peer = [str(bin_dir / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
-            "--host", "127.0.0.1", "--port", str(p2), "--workers", "1"]  # fmt: skip
-    for name, cmd, ready, url, bodies in (
-        ("bentoml (ours)", ours, f"http://127.0.0.1:{p1}/readyz", f"http://127.0.0.1:{p1}/price", ours_body),
-        ("mlflow models serve", peer, f"http://127.0.0.1:{p2}/ping", f"http://127.0.0.1:{p2}/invocations", peer_body),
-    ):  # fmt: skip
+            "--host", "127.0.0.1", "--port", str(ports[2]), "--workers", "1"]  # fmt: skip
+    servers = (
+        ("ours (BentoML, custom batcher)",
+         bentoml_serve("serving.service:OptionsPricingService", ports[0]),
+         f"http://127.0.0.1:{ports[0]}/readyz", f"http://127.0.0.1:{ports[0]}/price", ours_body),
+        ("BentoML batching (batchable=True)",
+         bentoml_serve("serving.batchable_service:BentoBatchingService", ports[1]),
+         f"http://127.0.0.1:{ports[1]}/readyz", f"http://127.0.0.1:{ports[1]}/price", ours_body),
+        ("mlflow models serve", peer,
+         f"http://127.0.0.1:{ports[2]}/ping", f"http://127.0.0.1:{ports[2]}/invocations", peer_body),
+    )  # fmt: skip
+    for name, cmd, ready, url, bodies in servers:
         with server(cmd, env, ready):
-            wrk(url, bodies["single"], 3, args.connections)  # warm-up
+            # warm-up: both shapes (BentoML's dispatcher trains its latency model on the first)
+            wrk(url, bodies["single"], 3, args.connections)
+            wrk(url, bodies["batch"], 3, 2)
             single = wrk(url, bodies["single"], args.seconds, args.connections)
             batched = wrk(url, bodies["batch"], args.seconds, 2)
             results[name] = {"single": single, "batch": batched | {
@@ -191,22 +250,31 @@ def main() -> None:
     result = {
         "servers": results,
         "in_process_contracts_per_s": ceiling,
-        "seconds": args.seconds, "connections": args.connections,
+        "seconds": args.seconds, "connections": args.connections, "batch_connections": 2,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(
-        "| server | single req/s | p50 ms | p99 ms | errors | 1,000-contract batches: contracts/s | errors |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    """The README's Markdown table of a result."""
+    rows = [
+        "| server | single contract: req/s | p50 ms | p99 ms | errors "
+        "| 1,000-contract batches: contracts/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in result["servers"].items():
         s, b = r["single"], r["batch"]
-        print(f"| {name} | {s['requests_per_s']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
-              f"{s['errors']} | {b['contracts_per_s']:,.0f} | {b['errors']} |")  # fmt: skip
-    for path, rates in ceiling.items():
-        print(f"| in-process {path} predict(), one call per request | {rates['single']:,.0f} | | | "
-              f"| {rates['batch']:,.0f} | |")  # fmt: skip
+        rows.append(f"| {name} | {s['requests_per_s']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} "
+                    f"| {s['errors']} | {b['contracts_per_s']:,.0f} | {b['p50_ms']:.1f} "
+                    f"| {b['p99_ms']:.1f} | {b['errors']} |")  # fmt: skip
+    for path, rates in result["in_process_contracts_per_s"].items():
+        rows.append(f"| in-process {path}, one call per request | {rates['single']:,.0f} | | | "
+                    f"| {rates['batch']:,.0f} | | | |")  # fmt: skip
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
