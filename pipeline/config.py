@@ -187,6 +187,8 @@ class ModelTrainConfig:
     register: bool = MISSING  # register the model as a new version in Staging
     fit_rows: str = MISSING  # informative (OTM+ATM) | reliable (every reliable quote)
     spread_weighting: bool = MISSING  # weight rows by 1 / their quoted spread in vol terms
+    # weight each day by 1 / its previous-day-IV baseline MSE (training.day_weights)
+    day_weighting: bool = MISSING
     # learn the base's sticky-strike / own-IV blend (pricer.fit_blend)
     learn_base_blend: bool = MISSING
     # log: the trees correct the smile base by a factor, vol features relative to it; level:

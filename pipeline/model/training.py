@@ -12,6 +12,10 @@ Jump days (`jump_days`: the market moved overnight more than `jump_day_factor` �
 median, as on a variance shock) are named in the booster's `jump_days` attribute (a JSON list of
 dates) and left out of the monitor's reference only (model_train.typical_scores): the folds and
 the gate keep every day (left out of the folds, post-shock retrains scored 6% worse).
+With `day_weighting`, each row of both folds is weighted by 1 / its day's previous-day-IV
+baseline MSE (`day_weights`): the fit and early stopping then minimise the error relative to
+each day's market move, as the monitor's skill does, instead of being led by the few turbulent
+days.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from pipeline.model.pricer import (
     fit_blend,
     model_inputs,
 )
+
+MIN_DAY_RMSE = 1e-4  # a day's baseline RMSE below it (0.01 vol points) is read as it (day_weights)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,22 @@ def previous_day_rmse(frame: pd.DataFrame) -> float:
     return float(np.sqrt(np.mean(err**2))) if len(err) else float("nan")
 
 
+def day_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, 1 / its day's previous-day-IV baseline MSE (`previous_day_rmse`², floored at
+    MIN_DAY_RMSE²; a day without one gets the median day's), scaled to mean 1: every day counts by
+    its error relative to how far the market moved that day, the measure the monitor judges a
+    model on (skill vs the previous day's IV, day by day). Unweighted, a shock day's errors
+    (10-20x a calm day's) outweigh weeks of calm days in the fit and in early stopping."""
+    if frame.empty:
+        return np.ones(0)
+    rmse = frame.groupby("quote_date", sort=False).apply(previous_day_rmse, include_groups=False)
+    factor = 1.0 / np.maximum(rmse.to_numpy(float), MIN_DAY_RMSE) ** 2
+    factor = pd.Series(np.where(np.isfinite(factor), factor, np.nan), index=rmse.index)
+    factor = factor.fillna(factor.median() if factor.notna().any() else 1.0)
+    w = frame["quote_date"].map(factor).to_numpy(float)
+    return w / w.mean()
+
+
 def jump_days(frames: Mapping[dt.date, pd.DataFrame], factor: float | None) -> tuple[dt.date, ...]:
     """Days the previous day's market state does not describe: the previous-day-IV baseline's
     RMSE above `factor` × its median over `frames` (a gap, a variance shock). No model foresees
@@ -242,6 +264,8 @@ def fold_inputs(frame: pd.DataFrame, features, blend: dict, scale: str, cfg) -> 
     if scale == "log":
         label = np.log(np.maximum(label, BASE_FLOOR))
     weights = row_weights(frame, cfg)
+    if bool(getattr(cfg, "day_weighting", False)):
+        weights = (1.0 if weights is None else weights) * day_weights(frame)
     if scale == "log":  # an error of e in ln(IV) is ~ e × IV vol points: weigh it so
         level = np.maximum(blended_base(frame, blend), BASE_FLOOR)
         weights = (1.0 if weights is None else weights) * level**2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.model.training import jump_days, previous_day_rmse
+from pipeline.model.training import day_weights, jump_days, previous_day_rmse
 from pipeline.model_train import typical_scores
 
 DAYS = list(pd.bdate_range("2026-03-02", periods=8).date)
@@ -46,3 +46,19 @@ def test_the_reference_leaves_the_holdouts_jump_days_out():
     assert np.isclose(scores["holdout.typical_iv_rmse"], 0.002)
     assert scores["holdout.jump_days"] == 1
     assert typical_scores(holdout, pred, DAYS[:2]) == {}  # every day jumped: no typical figure
+
+
+def test_day_weights_count_each_day_by_its_error_relative_to_the_days_move():
+    calm, shock = day(0.005, date=DAYS[0]), day(0.05, seed=1, date=DAYS[1])
+    first = day(0.0, date=DAYS[2]).assign(prev_iv=np.nan, prev_smile_iv=np.nan)  # no yesterday
+    frame = pd.concat([calm, shock, first], ignore_index=True)
+    w = day_weights(frame)
+    by_day = pd.Series(w).groupby(frame["quote_date"]).first()
+    assert np.isclose(w.mean(), 1.0) and (w > 0).all()
+    # 1 / the day's baseline MSE: the shock day (10x the move) weighs ~1/100 of the calm day
+    ratio = by_day[pd.Timestamp(DAYS[1])] / by_day[pd.Timestamp(DAYS[0])]
+    expected = (previous_day_rmse(calm) / previous_day_rmse(shock)) ** 2
+    assert np.isclose(ratio, expected) and 0.005 < ratio < 0.02
+    # a day without a previous-day baseline gets the median day's weight, not NaN or infinity
+    assert np.isclose(by_day[pd.Timestamp(DAYS[2])], by_day.iloc[:2].median())
+    assert day_weights(frame.iloc[:0]).size == 0
