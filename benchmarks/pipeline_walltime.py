@@ -3,14 +3,16 @@ validate → features per day, then train → evaluate → deploy gate → repor
 exactly as `make run` does, in scratch roots with their own MLflow stores. Four measures, one
 after another:
 
-- cold, main.workers=1: every task in one process (the peer: main before the workers);
-- cold, default workers (2): the days' fetch and validate run ahead in forked workers;
+- cold, `main.executor=local` (the default): every task in main's process, in date order;
 - the immediate re-run (every task reused from its checkpoint);
 - the next trading day (the window moves one day: 59 days reused, one new day fetched,
-  validated and featurised, the model retrained, evaluated and gated).
+  validated and featurised, the model retrained, evaluated and gated);
+- the peer, cold, `main.executor=dask`: the daily tasks on a LocalCluster of `main.workers` (2)
+  single-threaded workers, later days' fetch and validate running ahead of the features, and
+  model_train on `xgboost.dask`.
 
-Task-body seconds are summed over processes: with workers they overlap in time, so their sum
-exceeds the wall time.
+Task-body seconds are summed over processes: on Dask they overlap in time, so their sum can
+exceed the wall time.
 
     uv run python -m benchmarks.pipeline_walltime [--days 60] [--out benchmarks/results/pipeline_walltime.json]
 """
@@ -77,26 +79,27 @@ def main() -> None:
             )
 
     with tempfile.TemporaryDirectory() as root:
-        cfg = config(root, args.end_date, "main.workers=1")
-        configure_tracking(cfg)
-        sequential, one = timed(run_pipeline, cfg)
-    with tempfile.TemporaryDirectory() as root:
         cfg = config(root, args.end_date)
         configure_tracking(cfg)
         outcomes, cold = timed(run_pipeline, cfg)
         again, warm = timed(run_pipeline, cfg)
         incremental, inc = timed(run_pipeline, config(root, next_day))
+    with tempfile.TemporaryDirectory() as root:
+        dask_cfg = config(root, args.end_date, "main.executor=dask")
+        configure_tracking(dask_cfg)
+        on_dask, dask_cold = timed(run_pipeline, dask_cfg)
     rows = sum(o.metrics.get("rows_fetched", 0.0) for o in outcomes)
     result = {
         "days": args.days,
         "underlyings": len(cfg.data_fetch.synthetic.underlyings),
         "rows_fetched": int(rows),
-        "workers": cfg.main.workers,
+        "executor": cfg.main.executor,
         "wall_time_s": round(cold, 1),
         "task_body_s": task_seconds(outcomes),
-        "sequential_wall_time_s": round(one, 1),
-        "sequential_task_body_s": task_seconds(sequential),
-        "speedup_vs_sequential": round(one / cold, 2),
+        "dask_workers": dask_cfg.main.workers,
+        "dask_wall_time_s": round(dask_cold, 1),
+        "dask_task_body_s": task_seconds(on_dask),
+        "local_speedup_vs_dask": round(dask_cold / cold, 2),
         "rerun_all_reused_s": round(warm, 1),
         "reused_on_rerun": sum(o.status == "skipped" for o in again),
         "tasks": len(again),

@@ -1,6 +1,6 @@
 """How main's cost grows with the universe: the synthetic market at 8, 64 (and 256) underlyings
-(`data_fetch.synthetic.n_underlyings`) × N trading days, the local executor (this process +
-`main.workers` forked workers) against the Dask one (a LocalCluster of `main.workers`
+(`data_fetch.synthetic.n_underlyings`) × N trading days, the local executor (every task in
+main's process, in date order) against the Dask one (a LocalCluster of `main.workers`
 single-threaded workers), in the same run, each `python -m pipeline.main` in a scratch root
 with its own MLflow store.
 

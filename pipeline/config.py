@@ -323,8 +323,8 @@ class MainConfig:
     end_date: str | None = MISSING
     days: int = MISSING  # trading days ending at end_date when start_date is not given
     tasks: list[str] = MISSING
-    workers: int = MISSING  # processes for the days' fetch and validate (1: all in this process)
-    executor: str = MISSING  # local (this process + forked workers) | dask (pipeline.dask_executor)
+    workers: int = MISSING  # executor=dask: a LocalCluster's worker processes (local: unused)
+    executor: str = MISSING  # local (all in this process, in date order) | dask (dask_executor)
     dask_scheduler: str | None = MISSING  # executor=dask: a scheduler address; None = LocalCluster
 
 

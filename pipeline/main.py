@@ -4,32 +4,27 @@
     model_train → model_evaluate → model_deploy        once, on the last day (the gate: Staging)
     → generate_report                                  (reports/stakeholder_report.md, .html)
 
-Tasks run in-process (a fresh interpreter per task costs seconds of imports each), in the order
-of `main.tasks`, except that a day's fetch and validate, which read nothing of other days, run
-ahead on `main.workers` forked processes while this one builds each day's features in date order
-(features read the previous day's); `main.executor=dask` runs the daily tasks as Dask tasks
-instead (`pipeline.dask_executor`). Every run is nested under main's run either way. Each task's checkpoint makes re-runs cheap: a step whose inputs, upstream references
-and config are unchanged is reused; anything downstream of a change runs again. A reused step gets
-no nested run of its own: main's run counts them (`tasks_reused`) and lists them, with the runs
-whose outputs they reuse, in its artifact `reused_tasks.json`. A PipelineError (schema change,
-too many bad rows, fetch failure) halts the whole run with a non-zero exit.
+Tasks run in-process (a fresh interpreter per task costs seconds of imports each), in the order of
+`main.tasks`. With `main.executor=local` (the default) every task runs in this one process, day
+after day in date order, no child process at all; `main.executor=dask` runs the daily tasks as Dask
+tasks instead (`pipeline.dask_executor`: a day's fetch and validate, which read nothing of other
+days, run ahead on the cluster's workers while each day's features wait for the previous day's).
+Every task run nests under main's run either way. Each task's checkpoint makes re-runs cheap: a step
+whose inputs, upstream references and config are unchanged is reused; anything downstream of a
+change runs again. A reused step gets no nested run of its own: main's run counts them
+(`tasks_reused`) and lists them, with the runs whose outputs they reuse, in its artifact
+`reused_tasks.json`. A PipelineError (schema change, too many bad rows, fetch failure) halts the
+whole run with a non-zero exit.
 """
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import json
 import logging
-import multiprocessing
-import os
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 
 import mlflow
 from omegaconf import DictConfig
@@ -56,11 +51,9 @@ from pipeline.runtime import (
     fail_abandoned_runs,
     git_commit,
     log_params,
-    nested_under,
     parse_date,
     resolve_date,
     resolved,
-    reusable,
     start_run,
 )
 
@@ -70,7 +63,7 @@ DAILY = (data_fetch.SPEC, data_validate.SPEC, feature_engineer.SPEC)  # once per
 FINAL = (model_train.SPEC, model_evaluate.SPEC, model_deploy.SPEC, generate_report.SPEC)
 SPECS = {spec.name: spec for spec in (*DAILY, *FINAL)}
 REUSED_ARTIFACT = "reused_tasks.json"  # in main's run: what was reused, from which runs
-# daily tasks that read only their own day's files: they may run ahead, in worker processes
+# daily tasks that read only their own day's files: on Dask they may run ahead of the features
 RUN_AHEAD = ("data_fetch", "data_validate")
 
 
@@ -147,89 +140,18 @@ def run_pipeline(cfg: DictConfig) -> list[TaskOutcome]:
 def daily_outcomes(
     cfg: DictConfig, days: list[dt.date], daily: list
 ) -> Iterator[list[TaskOutcome]]:
-    """Per day, in date order, the outcomes of the `daily` tasks. With main.workers > 1, the
-    RUN_AHEAD tasks of days with work to do go to forked worker processes at once; the other
-    tasks (features: they read the previous day's) run here, each day once its own fetch and
-    validate are done. A failure surfaces at its day, as in a sequential run; the days not yet
-    started are cancelled (ones already running finish, and are reused by the next run).
-    With main.executor=dask, every daily task runs on Dask instead (`pipeline.dask_executor`)."""
-    ahead = [s for s in daily if s.name in RUN_AHEAD]
-    here = [s for s in daily if s not in ahead]
+    """Per day, in date order, the outcomes of the `daily` tasks. main.executor=local runs them
+    here, one after the other: a failure surfaces at its day and nothing after it starts.
+    main.executor=dask runs them on Dask instead (`pipeline.dask_executor`), the RUN_AHEAD tasks
+    of a day apart from the ones that read the previous day's."""
     if cfg.main.executor == "dask":
-        yield from dask_executor.daily_outcomes(cfg, days, ahead, here)
+        ahead = [s for s in daily if s.name in RUN_AHEAD]
+        yield from dask_executor.daily_outcomes(
+            cfg, days, ahead, [s for s in daily if s not in ahead]
+        )
         return
-
-    def in_process(day: dt.date, specs: list) -> list[TaskOutcome]:
-        return [execute(spec, cfg, day, record_skip=False) for spec in specs]
-
-    todo = [d for d in days if not all(reusable(s, cfg, d) for s in ahead)] if ahead else []
-    if cfg.main.workers <= 1 or len(todo) < 2:
-        for day in days:
-            yield in_process(day, daily)
-        return
-    with _worker_pool(min(cfg.main.workers, len(todo)), cfg) as pool:
-        names = [s.name for s in ahead]
-        futures = {day: pool.submit(_run_ahead, names, day) for day in todo}
-        for day in days:
-            first = futures[day].result() if day in futures else in_process(day, ahead)
-            yield first + in_process(day, here)
-
-
-_WORKER: tuple[DictConfig, str] | None = None  # in a worker process: config, main's run id
-PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
-
-
-@contextmanager
-def _worker_pool(workers: int, cfg: DictConfig) -> Iterator[ProcessPoolExecutor]:
-    """Forked workers: no second start-up (imports alone take seconds). Their task runs nest
-    under main's run, as the ones run here do. They die with this process (`_die_with_parent`)."""
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(cfg, mlflow.active_run().info.run_id, os.getpid()),
-    )
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _init_worker(cfg: DictConfig, parent_run_id: str, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
-    global _WORKER
-    _WORKER = cfg, parent_run_id
-    # SQLite connections must not cross a fork: the worker's tracking store gets a new, empty
-    # connection pool (the parent's connections stay open, and the parent's alone)
-    from mlflow.tracking._tracking_service.utils import _get_store
-
-    engine = getattr(_get_store(), "engine", None)
-    if engine is not None:
-        engine.dispose(close=False)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """On Linux, have the kernel SIGKILL this worker when main dies. A killed main cleans nothing
-    up, and its workers would wait on the task queue forever. The parent may have died before
-    the request: then this worker has a new parent already, and exits now.
-
-    The kernel watches the thread that forked the worker: the pool forks its workers from the
-    thread that submits to it, the one iterating `daily_outcomes`, alive while the pool is."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
-def _run_ahead(names: list[str], day: dt.date) -> list[TaskOutcome]:
-    assert _WORKER is not None, "runs in a worker started by _worker_pool"
-    cfg, parent_run_id = _WORKER
-    with digest_memo(), nested_under(parent_run_id):
-        return [execute(SPECS[name], cfg, day, record_skip=False) for name in names]
+    for day in days:
+        yield [execute(spec, cfg, day, record_skip=False) for spec in daily]
 
 
 def reused_record(outcomes: list[TaskOutcome]) -> list[dict[str, str]]:

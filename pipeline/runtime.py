@@ -522,16 +522,6 @@ def _checkpoint(
     return inputs, upstream, key, manifest_path, reused
 
 
-def reusable(spec: TaskSpec, cfg: DictConfig, date: dt.date) -> bool:
-    """Whether `execute(spec, cfg, date)` would reuse the task's checkpoint right now. Writes
-    nothing (no log, no run); an error means "no": execute meets and reports it itself."""
-    ctx = TaskContext(spec.name, cfg, date, Artifacts(cfg.paths, cfg.data_format), log)
-    try:
-        return _checkpoint(spec, ctx, task_params(spec, cfg))[-1] is not None
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def _execute(spec: TaskSpec, cfg: DictConfig, date: dt.date, *, record_skip: bool) -> TaskOutcome:
     artifacts = Artifacts(cfg.paths, cfg.data_format)
     ctx = TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))

@@ -26,7 +26,7 @@ from tests.integration.test_main_killed import (
     silent_cboe,  # noqa: F401 (a fixture)
     wait_until,
 )
-from tests.integration.test_main_workers import DAYS, _cfg, _data_files
+from tests.integration.test_main_local import DAYS, _cfg, _data_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DASK = ("main.executor=dask", "main.workers=2")

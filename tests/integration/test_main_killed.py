@@ -1,6 +1,6 @@
-"""A SIGKILLed main: its forked workers die with it, and the next main marks the runs the killed
-processes left RUNNING as FAILED, with a note naming the process. Runs of live processes, of
-other hosts, or that name no process are left alone."""
+"""A SIGKILLed main: with the local executor it has no child process to leave behind, and the
+next main marks the runs the killed process left RUNNING as FAILED, with a note naming the
+process. Runs of live processes, of other hosts, or that name no process are left alone."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _runs(client: mlflow.MlflowClient) -> list:
     return client.search_runs([experiment.experiment_id])
 
 
-# -- main killed while its workers fetch ---------------------------------------------------------
+# -- main killed while it fetches ----------------------------------------------------------------
 @pytest.fixture
 def silent_cboe():
     """A Cboe endpoint that accepts connections and never answers: a fetch from it waits, busy,
@@ -102,7 +102,7 @@ def _fetching(client: mlflow.MlflowClient) -> list:
 
 
 @pytest.mark.slow
-def test_killed_main_takes_its_workers_along_and_the_next_main_fails_its_runs(
+def test_killed_local_main_leaves_no_process_and_the_next_main_fails_its_runs(
     tmp_path, silent_cboe, restore_tracking
 ):
     root = tmp_path / "root"
@@ -118,33 +118,29 @@ def test_killed_main_takes_its_workers_along_and_the_next_main_fails_its_runs(
         "main.tasks=[data_fetch,data_validate,feature_engineer]",
         "main.end_date=2026-03-05",
         "main.days=4",
-        "main.workers=2",
+        "main.executor=local",
         log=tmp_path / "killed_main.log",
     )
-    workers: set[int] = set()
+    spawned: set[int] = set()
     try:
-        # busy: both workers inside a fetch (their runs started, the fetch waiting for Cboe)
-        def both_fetching() -> list | None:
-            runs = _fetching(client)
-            return runs if len(runs) == 2 else None
-
-        busy = wait_until(both_fetching, "two workers fetching")
-        workers = children(main.pid)
-        assert workers == {int(r.data.tags[PID_TAG]) for r in busy}
+        # busy: main inside the first day's fetch (its run started, the fetch waiting for Cboe)
+        (busy,) = wait_until(lambda: _fetching(client), "main fetching")
+        assert int(busy.data.tags[PID_TAG]) == main.pid  # the fetch runs in main itself
+        spawned = children(main.pid)
+        assert spawned == set()  # and main started no process: none can outlive it
         main.send_signal(signal.SIGKILL)
         main.wait(TIMEOUT_S)
-        wait_until(lambda: all(gone(pid) for pid in workers), f"workers {sorted(workers)} to end")
     finally:  # whatever happened, no process of this test outlives it
-        workers |= children(main.pid) if main.poll() is None else set()
+        spawned |= children(main.pid) if main.poll() is None else set()
         main.kill()
         main.wait(TIMEOUT_S)
-        for pid in workers:
+        for pid in spawned:
             if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
     left = {r.info.run_id: r for r in _runs(client) if r.info.status == "RUNNING"}
-    assert {int(r.data.tags[PID_TAG]) for r in left.values()} == {main.pid, *workers}
-    assert len(left) == 3  # main's and the two fetches
+    assert {int(r.data.tags[PID_TAG]) for r in left.values()} == {main.pid}
+    assert len(left) == 2  # main's and the fetch
 
     # the next main, on another day, source and market
     again = _main(

@@ -163,3 +163,23 @@ def test_mlflow_models_serve_answers_from_an_empty_folder(tiny_registry, tmp_pat
     assert len(served) == len(contracts) >= 3
     np.testing.assert_allclose(served["iv"], expected["iv"], rtol=1e-9)
     np.testing.assert_allclose(served["price"], expected["price"], rtol=1e-9)
+
+
+def test_loading_in_this_process_leaves_sys_path_as_it_was(tiny_registry):  # noqa: F811
+    """MLflow prepends the model's code_paths copy of `pipeline` (the pricing core only) to
+    sys.path on a load; served_model (model_evaluate, monitor, the deploy checks) takes it off
+    again, or processes started later by this one (a second main's Dask workers) would import the
+    copy and miss the task modules."""
+    from pipeline.model.packaging import served_model
+
+    previous, before = mlflow.get_tracking_uri(), list(sys.path)
+    mlflow.set_tracking_uri(tiny_registry.tracking_uri)
+    try:
+        model = served_model(MODEL_URI, "", 5)
+        assert sys.path == before
+        assert np.isfinite(model.predict(model.input_example)["iv"]).all()
+        mlflow.pyfunc.load_model(MODEL_URI)  # MLflow alone does leave its copy there
+        assert sys.path != before and any("code" in p for p in sys.path[:3])
+    finally:
+        sys.path[:] = before
+        mlflow.set_tracking_uri(previous)

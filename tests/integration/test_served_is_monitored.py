@@ -44,7 +44,7 @@ def _contracts(frame: pd.DataFrame) -> list[dict]:
 def _day_quotes(root, day: str) -> pd.DataFrame:
     """The day's market (validated quotes), fetched and validated only: no features, no state."""
     cfg = registry_config(root, f"main.start_date={day}", f"main.end_date={day}",
-                          "main.tasks=[data_fetch,data_validate]", "main.workers=1")  # fmt: skip
+                          "main.tasks=[data_fetch,data_validate]")  # fmt: skip
     with tracking_at(cfg):
         run_pipeline(cfg)
     return pd.read_parquet(Artifacts(cfg.paths).validated_quotes(pd.Timestamp(day).date()))
@@ -52,7 +52,7 @@ def _day_quotes(root, day: str) -> pd.DataFrame:
 
 def _features(root, day: str) -> None:
     cfg = registry_config(root, f"main.start_date={day}", f"main.end_date={day}",
-                          "main.tasks=[feature_engineer]", "main.workers=1")  # fmt: skip
+                          "main.tasks=[feature_engineer]")  # fmt: skip
     with tracking_at(cfg):
         run_pipeline(cfg)
 
