@@ -11,11 +11,10 @@ import mlflow
 import pandas as pd
 import pytest
 
-from pipeline import data_fetch
-from pipeline.artifacts import Artifacts, read_frame, write_frame
+from pipeline.artifacts import Artifacts, read_frame
 from pipeline.errors import DataError
 from pipeline.main import run_pipeline
-from pipeline.runtime import PID_TAG, configure_tracking, execute
+from pipeline.runtime import PID_TAG, configure_tracking
 from tests.conftest import compose_config
 from tests.integration.test_main_killed import (
     TIMEOUT_S,
@@ -26,7 +25,7 @@ from tests.integration.test_main_killed import (
     silent_cboe,  # noqa: F401 (a fixture)
     wait_until,
 )
-from tests.integration.test_main_local import DAYS, _cfg, _data_files
+from tests.integration.test_main_local import DAYS, _cfg, _data_files, _second_day_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DASK = ("main.executor=dask", "main.workers=2")
@@ -69,15 +68,7 @@ def test_dask_writes_what_the_local_executor_writes(tmp_path, restore_tracking):
 
 
 def test_a_failing_day_on_dask_halts_main_at_that_day(tmp_path, restore_tracking):
-    scratch = _cfg(tmp_path / "scratch")
-    configure_tracking(scratch)
-    external = tmp_path / "root" / "data" / "external"
-    external.mkdir(parents=True)
-    for day in DAYS:
-        outcome = execute(data_fetch.SPEC, scratch, day)
-        if day != DAYS[1]:
-            write_frame(read_frame(outcome.outputs[0]), external / f"quotes_{day:%Y%m%d}.csv")
-    cfg = _cfg(tmp_path / "root", "data_fetch=file", *DASK, market=[])
+    cfg = _second_day_missing(tmp_path, *DASK)
     configure_tracking(cfg)
 
     with pytest.raises(DataError, match=f"quotes_{DAYS[1]:%Y%m%d}.csv"):

@@ -76,8 +76,9 @@ def test_local_runs_every_task_here_in_date_order_and_nests_its_runs(tmp_path, r
     assert [(o.task, o.date, o.status) for o in again] == [(*key, "skipped") for key in ORDER]
 
 
-def test_a_failing_day_halts_main_at_that_day(tmp_path, restore_tracking):
-    # a file source holding every day's quotes but the second day's
+def _second_day_missing(tmp_path, *overrides):
+    """A config of main over DAYS whose file source holds every day's quotes but the second
+    day's (written from a scratch run of the tiny market)."""
     scratch = _cfg(tmp_path / "scratch")
     configure_tracking(scratch)
     external = tmp_path / "root" / "data" / "external"
@@ -86,7 +87,11 @@ def test_a_failing_day_halts_main_at_that_day(tmp_path, restore_tracking):
         outcome = execute(data_fetch.SPEC, scratch, day)
         if day != DAYS[1]:
             write_frame(read_frame(outcome.outputs[0]), external / f"quotes_{day:%Y%m%d}.csv")
-    cfg = _cfg(tmp_path / "root", "data_fetch=file", market=[])
+    return _cfg(tmp_path / "root", "data_fetch=file", *overrides, market=[])
+
+
+def test_a_failing_day_halts_main_at_that_day(tmp_path, restore_tracking):
+    cfg = _second_day_missing(tmp_path)
     configure_tracking(cfg)
 
     with pytest.raises(DataError, match=f"quotes_{DAYS[1]:%Y%m%d}.csv"):
