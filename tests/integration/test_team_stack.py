@@ -1,6 +1,7 @@
 """Team mode end to end: `stack.team` brings PostgreSQL, SeaweedFS's S3 gateway and an MLflow
 server up on free 127.0.0.1 ports under tmp_path; a short `main`, `promote` and the service's model
-load run against it through MLFLOW_TRACKING_URI alone (no S3 keys on the client side); the runs and
+load, the monitor and the app's registry panel run against it through MLFLOW_TRACKING_URI alone
+(no S3 keys on the client side); the runs and
 the registered version are rows in PostgreSQL, the artifacts objects in the bucket; the server's
 /metrics counts the requests; a restart keeps them; a server that does not answer leaves nothing
 running."""
@@ -26,6 +27,7 @@ from tests.conftest import NO_SERVICE, TINY_DAYS, TINY_MARKET
 from tests.helpers import run_module
 from tests.integration.test_main_dag import FAST_MODEL
 from tests.unit.test_team_errors import free_ports
+from webapp.app_data import read_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "options-pricer"
@@ -103,6 +105,14 @@ def test_main_promote_and_the_service_load_work_through_the_tracking_uri_alone(s
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     served = done.stdout.strip().splitlines()[-1]
+    # the monitor scores Production on the newest feature day, logging its run to the server
+    done = mlflow_run("monitor", [*common, "monitor.retrain=false"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the app's registry panel reads the server (through its URI alone)
+    view = read_registry(parts.tracking_uri, MODEL)
+    assert not view.problems, view.problems
+    production = view.versions[view.versions["aliases"].str.contains("production")]
+    assert production["version"].tolist() == [served]
     assert sorted(local.rglob("*")) == local_before  # no artifact went to a local folder
     experiment = mlflow.MlflowClient(parts.tracking_uri).get_experiment_by_name("options-pricing")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
@@ -122,7 +132,7 @@ def test_main_promote_and_the_service_load_work_through_the_tracking_uri_alone(s
             "WHERE t.key = 'pipeline.task' GROUP BY t.value"
         )
         tasks = dict(cur.fetchall())
-    assert {"main", "model_train", "model_evaluate", "model_deploy"} <= set(tasks)
+    assert {"main", "model_train", "model_evaluate", "model_deploy", "monitor"} <= set(tasks)
 
     keys = [
         o["Key"]
