@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 
 PYTHON_TRACEBACK = "Traceback (most recent call last):"
-# XGBoost's "Stack trace:" and its frames "[bt] (0) /path/libxgboost.so(+0x11031e) [0x7f5e2f91031e]"
-NATIVE_STACK_TRACE = re.compile(
-    r"\s*Stack trace:(?:\s*\[bt\] \(\d+\) [^\[;]*(?:\[0x[0-9a-f]+\])?)*\s*"
-)
+# XGBoost's "Stack trace:" and its frames "[bt] (0) /path/libxgboost.so(+0x11031e) [0x7f5e2f91031e]",
+# which end its message: up to the next "; " (what a caller appended) or the end. Not frame by
+# frame: a message cut to a length before it gets here may end inside a frame ("... [bt] (2) /pa")
+NATIVE_STACK_TRACE = re.compile(r"\s*Stack trace:[^;]*")
 # XGBoost's "[12:00:00] /its/source/file.cc:123: " before the message
 NATIVE_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] [^\s:]+:\d+: ")
 # an absolute path: at the start, after a space, quote or bracket, or in a sqlite:/// or file://
