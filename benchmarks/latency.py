@@ -27,7 +27,6 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
@@ -48,7 +47,7 @@ from pipeline.model.pricer import (  # noqa: E402
     model_inputs,
     predict_frame,
 )
-from pipeline.runtime import configure_tracking  # noqa: E402
+from pipeline.runtime import tracking_to  # noqa: E402
 
 RESULT = REPO_ROOT / "benchmarks" / "results" / "latency.json"
 FEATURES = list(MODEL_FEATURES)
@@ -62,12 +61,8 @@ def build(root: Path):
             f"paths.root={root}", "model_deploy.service_url=http://127.0.0.1:9",
             "main.end_date=2026-03-31", "main.days=4",
             "main.tasks=[data_fetch,data_validate,feature_engineer]"])  # fmt: skip
-    previous = mlflow.get_tracking_uri()
-    configure_tracking(cfg)
-    try:
+    with tracking_to(cfg):
         run_pipeline(cfg)
-    finally:
-        mlflow.set_tracking_uri(previous)
     frames = [pd.read_parquet(f) for f in sorted((root / "data/processed").glob("features_*"))]
     train = pd.concat(frames[1:-1], ignore_index=True)
     train = train[train["iv_reliable"].astype(bool)]

@@ -30,7 +30,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
@@ -41,7 +40,7 @@ from pipeline.config import CONFIG_DIR, register_configs
 from pipeline.market.calendar import shift_trading_days
 from pipeline.market.synthetic import generate_chain, symbols_of
 from pipeline.market_state import informative
-from pipeline.runtime import configure_tracking
+from pipeline.runtime import tracking_to
 
 RESULTS = Path(__file__).parent / "results" / "skill_floor.json"
 DEFAULT_SCENARIOS = ("variance_x2", "variance_x4", "crush", "skew", "strikes_wide", "shock_early")
@@ -95,12 +94,8 @@ def measure(name: str, seed: int, scratch: Path) -> dict:
 
     root = scratch / f"{name}-seed{seed}"
     cfg, days, change = scenario_config(name, seed, root)
-    previous = mlflow.get_tracking_uri()
-    configure_tracking(cfg)
-    try:
+    with tracking_to(cfg):
         run_pipeline(cfg)
-    finally:
-        mlflow.set_tracking_uri(previous)
     shock = days.index(change) + 1
     records, prior = [], None
     for i, day in enumerate(days, start=1):

@@ -267,6 +267,18 @@ def _reusable(manifest_path: Path, key: str, root: Path) -> dict | None:
 EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 
 
+@contextmanager
+def tracking_to(cfg: DictConfig) -> Iterator[None]:
+    """`configure_tracking(cfg)` for the block, the tracking URI set before it put back after
+    (benchmarks and test fixtures that run main in a scratch store of their own)."""
+    previous = mlflow.get_tracking_uri()
+    configure_tracking(cfg)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def configure_tracking(cfg: DictConfig) -> None:
     """Point MLflow at the configured store, unless `mlflow run` already chose one for us. The
     experiment is tagged as model development (a kind a person chose in the UI is kept)."""

@@ -71,10 +71,8 @@ TINY_DAYS = ["main.end_date=2026-03-31", "main.days=25"]
 def tiny_features_root(tmp_path_factory):
     """A root holding 25 trading days (2026-02-24..2026-03-31) of the tiny market's raw, validated
     and feature files, built once per session. Copy it (shutil.copytree) before writing into it."""
-    import mlflow
-
     from pipeline.main import run_pipeline
-    from pipeline.runtime import configure_tracking
+    from pipeline.runtime import tracking_to
 
     root = tmp_path_factory.mktemp("tiny_market")
     cfg = compose_config(
@@ -85,12 +83,8 @@ def tiny_features_root(tmp_path_factory):
             "main.tasks=[data_fetch,data_validate,feature_engineer]",
         ]
     )
-    previous = mlflow.get_tracking_uri()
-    configure_tracking(cfg)
-    try:
+    with tracking_to(cfg):
         run_pipeline(cfg)
-    finally:
-        mlflow.set_tracking_uri(previous)
     return root
 
 

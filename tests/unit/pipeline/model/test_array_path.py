@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +23,7 @@ from pipeline.model.pricer import (
     fit_blend,
     predict_frame,
 )
-from pipeline.runtime import configure_tracking
+from pipeline.runtime import tracking_to
 from tests.conftest import NO_SERVICE, TINY_MARKET, compose_config
 
 pytestmark = pytest.mark.slow  # builds 4 days of two markets (~25 s)
@@ -38,12 +37,8 @@ def _market(root, tiny: bool):
     cfg = compose_config([f"paths.root={root}", NO_SERVICE, *(TINY_MARKET if tiny else []),
                           f"main.end_date={END}", "main.days=4",
                           "main.tasks=[data_fetch,data_validate,feature_engineer]"])  # fmt: skip
-    previous = mlflow.get_tracking_uri()
-    configure_tracking(cfg)
-    try:
+    with tracking_to(cfg):
         run_pipeline(cfg)
-    finally:
-        mlflow.set_tracking_uri(previous)
     files = sorted((root / "data" / "processed").glob("features_*.parquet"))
     frames = [pd.read_parquet(f) for f in files]
     return frames, StateStore(root / "data" / "state", 2)
