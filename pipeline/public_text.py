@@ -27,6 +27,15 @@ ABSOLUTE_PATH = re.compile(
 SQLITE_PATH = re.compile(r"(?<=sqlite:///)(?!/)(?:[^\s'\"()\[\],;:/]+/)+([^\s'\"()\[\],;:/]*)")
 
 
+CREDENTIALS = re.compile(r"//[^/@]*@")  # "user:password@" after a URI's scheme
+
+
+def without_credentials(uri: object) -> str:
+    """`uri` with any user:password@ masked (postgresql://me:secret@host → postgresql://***@host):
+    registry and store URIs as messages show them."""
+    return CREDENTIALS.sub("//***@", str(uri))
+
+
 def public_text(text: object, limit: int | None = None) -> str:
     """`text` as described in the module docstring; at most `limit` characters (… at the end)."""
     text = str(text)

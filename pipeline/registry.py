@@ -35,6 +35,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline import registry_rules as rules
 from pipeline.errors import PipelineError, mlflow_not_found
+from pipeline.public_text import without_credentials
 from pipeline.registry_rules import Op, RegistryRefusal, Snapshot
 
 __all__ = ["ALIASES", "Registry", "RegistryRefusal", "RegistryUnavailable"]
@@ -86,7 +87,7 @@ class Registry:
         self.name = model_name
         self.client = client or mlflow.MlflowClient()
         uri = getattr(self.client, "_registry_uri", None) or self.client.tracking_uri
-        self.uri = re.sub(r"//[^/@]*@", "//***@", str(uri))  # no credentials in messages
+        self.uri = without_credentials(uri)  # no credentials in messages
         self._mlflow = _Guarded(self)
 
     # -- reading -------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import logging
 import pkgutil
-import re
 import sys
 import threading
 import warnings
@@ -46,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import mlflow_not_found
-from pipeline.public_text import public_text
+from pipeline.public_text import public_text, without_credentials
 from serving.errors import RegistryUnavailable, ReloadFailed, SelfCheckFailed
 from serving.pricing import FIELDS, Pricer, contracts_frame, predict
 from serving.schemas import Rejection, parse_price_request
@@ -141,7 +140,7 @@ class RegistrySource:
         self.client = mlflow.MlflowClient(tracking_uri)
         uri = getattr(self.client, "_registry_uri", None) or tracking_uri
         # in messages, without credentials (as pipeline.registry shows it)
-        self.registry_uri = re.sub(r"//[^/@]*@", "//***@", str(uri))
+        self.registry_uri = without_credentials(uri)
 
     def resolve(self) -> tuple[str, str | None] | None:
         return self._holder(self.alias)

@@ -32,6 +32,7 @@ import pandas as pd
 import requests
 
 from pipeline.evaluation import IV_CAP, IV_FLOOR, baseline_predictions
+from pipeline.public_text import without_credentials
 from pipeline.quant.black_scholes import bsm_price
 
 DEFAULT_PRICING_URL = "http://127.0.0.1:3000"
@@ -442,7 +443,7 @@ def _check_store(tracking_uri: str) -> None:
 
 
 def _no_credentials(uri: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", uri)
+    return without_credentials(uri)
 
 
 def _run_metrics(client, run_id: str | None) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.public_text import public_text
+from pipeline.public_text import public_text, without_credentials
 
 TRACE = (
     "XGBoostError: [14:37:42] /build/src/data/data.cc:1196: Check failed: valid: Input data "
@@ -29,3 +29,11 @@ def test_paths_are_cut_to_their_last_part_and_tracebacks_to_their_exception():
         '  File "/home/me/x.py", line 1, in <module>\nValueError: bad'
     )
     assert public_text(text) == "could not open …/mlflow.db ValueError: bad"
+
+
+def test_credentials_in_a_uri_are_masked():
+    assert (
+        without_credentials("postgresql+psycopg2://me:secret@127.0.0.1:5432/mlflow")
+        == "postgresql+psycopg2://***@127.0.0.1:5432/mlflow"
+    )
+    assert without_credentials("sqlite:///x/mlflow.db") == "sqlite:///x/mlflow.db"
