@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import logging
 import pkgutil
-import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import mlflow_not_found
+from pipeline.model.loading import load_pricer
 from pipeline.public_text import public_text, without_credentials
 from serving.errors import RegistryUnavailable, ReloadFailed, SelfCheckFailed
 from serving.pricing import FIELDS, Pricer, contracts_frame, predict
@@ -203,18 +203,9 @@ def load_candidate(uri: str, version: str, model_config: dict) -> Candidate:
     """The MLflow pyfunc model at `uri` (models:/..., or a local model folder) loaded with
     `model_config`, with its logged input example and its own prediction of it (self_check's
     reference)."""
-    import mlflow
-
-    path = list(sys.path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # MLflow's notices about the loaded model's env
-            model = mlflow.pyfunc.load_model(uri, model_config=model_config)
-    finally:
-        # MLflow prepends the model's copy of `pipeline` to sys.path on every load; this
-        # process already imported its own (the repository's, or the Bento's), so the copy is
-        # never used: drop it.
-        sys.path[:] = path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's notices about the loaded model's env
+        model = load_pricer(uri, model_config)
     example = model.input_example
     example = pd.DataFrame(example) if example is not None else None
     offline = pd.DataFrame(model.predict(example)) if example is not None else None

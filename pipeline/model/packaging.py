@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from mlflow.types import ColSpec, Schema
 
 from pipeline.market.calendar import shift_trading_days
 from pipeline.market_state import MarketState
+from pipeline.model.loading import load_pricer
 from pipeline.model.pricer import CONTRACT_COLUMNS, DEFAULT_BASE_IV, IV_CAP, IV_FLOOR, STATE_COLUMNS
 from pipeline.source_closure import import_closure, package_root
 
@@ -202,15 +202,7 @@ def served_model(model_uri: str, state_dir, max_state_age_days: int):
     """The registered pyfunc model as the pricing service loads it: pricing each contract with
     the daily state of the trading day before its quote date, from `state_dir`."""
     config = {"state_dir": str(state_dir), "max_state_age_days": int(max_state_age_days)}
-    path = list(sys.path)
-    try:
-        return mlflow.pyfunc.load_model(model_uri, model_config=config)
-    finally:
-        # MLflow prepends the model's copy of `pipeline` (its code_paths) to sys.path on every
-        # load and leaves it there; this process already imported its own, so the copy is never
-        # used, but processes started later (a Dask LocalCluster's workers in a second `main`)
-        # would import the copy, which has the pricing core only: drop it
-        sys.path[:] = path
+    return load_pricer(model_uri, config)
 
 
 def served_inputs(frame: pd.DataFrame) -> pd.DataFrame:
