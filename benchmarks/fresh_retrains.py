@@ -64,9 +64,7 @@ def main() -> None:
         change = dt.date.fromisoformat(summary["period"]["shock_date"])
     cfg = OmegaConf.load(CONFIG_DIR / "model_train" / "default.yaml")
     cfg.seed, cfg.date = args.seed, None
-    for kv in args.overrides:
-        key, value = kv.split("=", 1)
-        cfg[key] = type(cfg[key])(value) if cfg.get(key) is not None else value
+    cfg.merge_with_dotlist(args.overrides)  # YAML values: false is False, 10 is 10
     frames = {d: pd.read_parquet(p) for d, p in zip(dates, files, strict=True)}
     at = dates.index(change)
     result: dict = {"root": args.root.name, "change": str(change), "overrides": args.overrides}

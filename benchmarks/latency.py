@@ -40,6 +40,7 @@ from pipeline.model.array_path import predict_contracts  # noqa: E402
 from pipeline.model.pricer import (  # noqa: E402
     CONTRACT_COLUMNS,
     booster_blend,
+    booster_moves,
     booster_scale,
     design_matrix,
     fit_blend,
@@ -92,7 +93,8 @@ def main() -> dict:
 def booster_inputs(contracts: pd.DataFrame, store: StateStore, booster: xgb.Booster):
     """(float32 matrix, base margin): what the booster itself is given for `contracts`."""
     feats = model_features(contracts, store)
-    x, margin = model_inputs(feats, FEATURES, booster_blend(booster), booster_scale(booster))
+    x, margin = model_inputs(feats, FEATURES, booster_blend(booster), booster_scale(booster),
+                             booster_moves(booster))  # fmt: skip
     return x.to_numpy(np.float32), margin
 
 

@@ -194,6 +194,9 @@ class ModelTrainConfig:
     # log: the trees correct the smile base by a factor, vol features relative to it; level:
     # they add vol points to it (pricer.model_inputs)
     target_scale: str = MISSING
+    # on the log scale, read the day's move and the moneyness in standard deviations of
+    # yesterday's vol (pricer.input_arrays, moves "standardised")
+    standardise_moves: bool = MISSING
     # days the market moved overnight more than this × the window's median (training.jump_days)
     # are left out of the monitor's reference; None: none
     jump_day_factor: float | None = MISSING

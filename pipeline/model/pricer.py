@@ -63,6 +63,7 @@ DEFAULT_BASE_IV = 0.20  # base level where neither a surface nor a realised vol 
 VOL_LEVEL_FEATURES = ("rv_5d", "rv_10d", "rv_20d", "prev_iv", "prev_surface_iv", "prev_atm_iv",
                       "prev_smile_iv", "prev_smile_iv_strike")  # fmt: skip
 BASE_FLOOR = 1e-4  # vols below it are read as it on the log scale (ln of 0 is not a number)
+DAY_SD = (1.0 / 252.0) ** 0.5  # one trading day in years, square-rooted: a vol's daily move
 MAX_REPORTED = 10  # problems listed in one ContractError message
 
 
@@ -319,17 +320,31 @@ def booster_scale(booster: xgb.Booster) -> str:
     return booster.attr("target_scale") or "level"
 
 
+def booster_moves(booster: xgb.Booster) -> str:
+    """How the booster reads the day's move and moneyness (`moves` attribute: "standardised" or,
+    for boosters fitted before model_train.standardise_moves, "raw")."""
+    return booster.attr("moves") or "raw"
+
+
 def model_inputs(
-    features: pd.DataFrame, names: Sequence[str], blend: dict | None = None, scale: str = "level"
+    features: pd.DataFrame,
+    names: Sequence[str],
+    blend: dict | None = None,
+    scale: str = "level",
+    moves: str = "raw",
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """(the booster's input columns `names` in order, its base margin): `input_arrays` as a
     frame on the features' index."""
-    columns, margin = input_arrays(features, names, blend, scale)
+    columns, margin = input_arrays(features, names, blend, scale, moves)
     return pd.DataFrame(columns, index=features.index, columns=list(names)), margin
 
 
 def input_arrays(
-    features, names: Sequence[str], blend: dict | None = None, scale: str = "level"
+    features,
+    names: Sequence[str],
+    blend: dict | None = None,
+    scale: str = "level",
+    moves: str = "raw",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({name: float array} for the booster's inputs `names`, its base margin); `features`: a
     frame or a mapping of column name → array.
@@ -339,7 +354,12 @@ def input_arrays(
     units is read relative to that base (VOL_LEVEL_FEATURES → ln(feature / base), prev_skew /
     base, vol_time → base × sqrt_t), so the trees see the same inputs for the same smile shape
     at 15% or at 60% vol: a regime whose level the training days never reached is not an
-    extrapolation."""
+    extrapolation.
+
+    moves "standardised" (log scale only) also reads the day's move and the moneyness in
+    standard deviations, as the market's own dynamics do: spot_return / (prev_atm_iv × √(1/252))
+    (a 2% fall is a 2-sd day at 16% vol, a 1-sd day at 32%), std_moneyness / base (k / (σ√T))
+    and log_moneyness / prev_atm_iv; "raw" reads them as they are."""
     x = {name: np.asarray(features[name], float) for name in names}
     base = blended_base(features, blend)
     if scale == "level":
@@ -354,7 +374,24 @@ def input_arrays(
             x[name] = x[name] / base
         elif name == "vol_time":
             x[name] = base * np.asarray(features["sqrt_t"], float)
+    if moves == "standardised":
+        standardise_moves(x, features, base)
+    elif moves != "raw":
+        raise ValueError(f"unknown moves {moves!r}: expected raw or standardised")
     return x, np.log(base)
+
+
+def standardise_moves(x: dict[str, np.ndarray], features, base: np.ndarray) -> None:
+    """The day's move and the moneyness in standard deviations (input_arrays, in place): the
+    underlying's ATM vol yesterday (the contract's base where there is none) is the unit."""
+    atm = np.asarray(features["prev_atm_iv"], float) if "prev_atm_iv" in features else base
+    atm = np.where(np.isfinite(atm) & (atm > BASE_FLOOR), atm, base)
+    if "spot_return" in x:
+        x["spot_return"] = x["spot_return"] / (atm * DAY_SD)
+    if "std_moneyness" in x:
+        x["std_moneyness"] = x["std_moneyness"] / base
+    if "log_moneyness" in x:
+        x["log_moneyness"] = x["log_moneyness"] / atm
 
 
 def design_matrix(
@@ -363,9 +400,10 @@ def design_matrix(
     label=None,
     blend: dict | None = None,
     scale: str = "level",
+    moves: str = "raw",
 ) -> xgb.DMatrix:
     """The booster's input (`model_inputs`), with the target IV `label` on the same scale."""
-    x, margin = model_inputs(features, names, blend, scale)
+    x, margin = model_inputs(features, names, blend, scale, moves)
     if label is not None and scale == "log":
         label = np.log(np.maximum(np.asarray(label, float), BASE_FLOOR))
     return xgb.DMatrix(x, label=label, base_margin=margin, feature_names=list(names))
@@ -376,7 +414,9 @@ def predict_iv(features: pd.DataFrame, booster: xgb.Booster, names: Sequence[str
     if features.empty:
         return np.empty(0)
     scale = booster_scale(booster)
-    raw = booster.predict(design_matrix(features, names, blend=booster_blend(booster), scale=scale))
+    matrix = design_matrix(features, names, blend=booster_blend(booster), scale=scale,
+                           moves=booster_moves(booster))  # fmt: skip
+    raw = booster.predict(matrix)
     return to_iv(raw, scale)
 
 
@@ -396,7 +436,8 @@ def predict_frame(
     dates of the trading day after it only)."""
     feats = model_features(contracts, states)
     # last guard: XGBoost refuses the whole batch over one infinite input; name the row instead
-    inputs, margin = model_inputs(feats, features, booster_blend(booster), booster_scale(booster))
+    inputs, margin = model_inputs(feats, features, booster_blend(booster), booster_scale(booster),
+                                  booster_moves(booster))  # fmt: skip
     _raise(model_input_problems(inputs.set_axis(feats.index), features, margin))
     iv = predict_iv(feats, booster, features)
     price = black_price(

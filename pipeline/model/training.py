@@ -212,6 +212,17 @@ def target_scale(cfg) -> str:
     return scale
 
 
+def moves(cfg) -> str:
+    """model_train.standardise_moves → how the booster reads the day's move and the moneyness
+    (pricer.input_arrays): "standardised" (log scale only) or "raw"."""
+    if not bool(getattr(cfg, "standardise_moves", False)):
+        return "raw"
+    if target_scale(cfg) != "log":
+        raise ConfigError("model_train.standardise_moves=true needs model_train.target_scale=log "
+                          f"(got {target_scale(cfg)!r}): moves are read in the base's units")  # fmt: skip
+    return "standardised"
+
+
 def xgb_params(cfg) -> dict:
     """XGBoost parameters from the model_train config (deterministic: fixed seed, hist)."""
     return {
@@ -253,13 +264,14 @@ class TrainingData:
     validation: Fold
     blend: dict
     scale: str
+    moves: str
     jumps: tuple[dt.date, ...]
 
 
 def fold_inputs(frame: pd.DataFrame, features, blend: dict, scale: str, cfg) -> Fold:
     """A fold's target rows → its booster inputs (pricer.model_inputs, the target on the booster's
     scale as pricer.design_matrix puts it, and the row weights)."""
-    x, margin = model_inputs(frame, features, blend, scale)
+    x, margin = model_inputs(frame, features, blend, scale, moves(cfg))
     label = frame["iv"].to_numpy(float)
     if scale == "log":
         label = np.log(np.maximum(label, BASE_FLOOR))
@@ -288,7 +300,8 @@ def training_data(frames: Mapping[dt.date, pd.DataFrame], cfg) -> TrainingData:
              if bool(getattr(cfg, "learn_base_blend", True)) else {})  # fmt: skip
     scale = target_scale(cfg)
     return TrainingData(split, fold_inputs(train, features, blend, scale, cfg),
-                        fold_inputs(valid, features, blend, scale, cfg), blend, scale, jumps)  # fmt: skip
+                        fold_inputs(valid, features, blend, scale, cfg), blend, scale, moves(cfg),
+                        jumps)  # fmt: skip
 
 
 def finish_booster(booster: xgb.Booster, data: TrainingData) -> xgb.Booster:
@@ -296,7 +309,8 @@ def finish_booster(booster: xgb.Booster, data: TrainingData) -> xgb.Booster:
     validated), with the attributes the rest of the pipeline reads."""
     best = int(booster.best_iteration)
     booster = booster[: best + 1]
-    booster.set_attr(base_blend=json.dumps(data.blend, sort_keys=True), target_scale=data.scale)
+    booster.set_attr(base_blend=json.dumps(data.blend, sort_keys=True), target_scale=data.scale,
+                     moves=data.moves)  # fmt: skip
     booster.set_attr(jump_days=json.dumps([str(d) for d in data.jumps]))  # "[]": none
     booster.set_attr(best_iteration=str(best), rows_train=str(len(data.train.label)),
                      rows_validation=str(len(data.validation.label)))  # fmt: skip

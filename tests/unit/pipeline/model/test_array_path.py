@@ -45,14 +45,15 @@ def _market(root, tiny: bool):
 
 
 def _booster(frames) -> xgb.Booster:
-    """A small booster fitted like train_model's (log scale, learnt blend) on the days with a
-    previous state."""
+    """A small booster fitted like train_model's (log scale, standardised moves, learnt blend) on
+    the days with a previous state."""
     train = pd.concat(frames[1:-1], ignore_index=True)
     train = train[train["iv_reliable"].astype(bool)]
     blend = fit_blend(train, train["iv"])
-    matrix = design_matrix(train, FEATURES, train["iv"].to_numpy(float), blend, "log")
+    matrix = design_matrix(train, FEATURES, train["iv"].to_numpy(float), blend, "log",
+                           "standardised")  # fmt: skip
     booster = xgb.train({"max_depth": 5, "eta": 0.3, "seed": 0}, matrix, num_boost_round=40)
-    booster.set_attr(base_blend=json.dumps(blend), target_scale="log")
+    booster.set_attr(base_blend=json.dumps(blend), target_scale="log", moves="standardised")
     return booster
 
 
