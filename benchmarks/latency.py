@@ -68,9 +68,10 @@ def build(root: Path):
     train = pd.concat(frames[1:-1], ignore_index=True)
     train = train[train["iv_reliable"].astype(bool)]
     blend = fit_blend(train, train["iv"])
-    matrix = design_matrix(train, FEATURES, train["iv"].to_numpy(float), blend, "log")
+    label = train["iv"].to_numpy(float)
+    matrix = design_matrix(train, FEATURES, label, blend, "log", "standardised")  # as shipped
     booster = xgb.train({"max_depth": 6, "eta": 0.1, "seed": 0, "nthread": 1}, matrix, 300)
-    booster.set_attr(base_blend=json.dumps(blend), target_scale="log")
+    booster.set_attr(base_blend=json.dumps(blend), target_scale="log", moves="standardised")
     booster.set_param({"nthread": 1})
     return frames[-1][RAW].reset_index(drop=True), StateStore(root / "data/state", 2), booster
 

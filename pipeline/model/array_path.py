@@ -275,7 +275,9 @@ def price_columns(
         return np.empty(0), np.empty(0)
     feats = _merge_days(typed, days, states)
     blend, scale = pricer.booster_blend(booster), pricer.booster_scale(booster)
-    inputs, margin = pricer.input_arrays(feats, features, blend, scale, pricer.booster_moves(booster))
+    inputs, margin = pricer.input_arrays(
+        feats, features, blend, scale, pricer.booster_moves(booster)
+    )
     # last guard: XGBoost refuses the whole batch over one infinite input; name the row instead
     pricer._raise(input_problems(labels, inputs, margin))
     x = np.empty((n, len(features)), np.float32)

@@ -79,6 +79,7 @@ def test_standardised_moves_need_the_log_scale():
         moves(cfg)
     assert moves(OmegaConf.create({"standardise_moves": False, "target_scale": "level"})) == "raw"
     assert moves(OmegaConf.create({"standardise_moves": True, "target_scale": "log"})) == (
-        "standardised")
+        "standardised"
+    )
     with pytest.raises(ValueError, match="unknown moves 'sd'"):
         input_arrays(_market(1.0), ["spot_return"], None, "log", "sd")
