@@ -1,6 +1,6 @@
 """Accuracy on each synthetic market family, side by side (the README's accuracy table).
 
-    python -m benchmarks.accuracy                      # both families, 60 trading days each
+    python -m benchmarks.accuracy                      # both families, 60 trading days to 2026-12-03
     python -m benchmarks.accuracy --families ssvi --overrides model_train.fit_rows=reliable
 
 For each family: `main` in its own scratch root (`benchmarks/results/accuracy/<family>/`, kept so
@@ -27,7 +27,8 @@ from pipeline.config import REPO_ROOT
 FAMILIES = {"ssvi": "data_fetch=synthetic", "sabr_jumps": "data_fetch=synthetic_jumps"}
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 GOAL_RATIO, DAY_RATIO = 0.85, 1.5  # issue 12's goals vs the previous-day-IV baseline
-SHOCK_DAY = "2026-11-24"  # the 5th of the default holdout's 10 days (2026-11-18..2026-12-02)
+END = "2026-12-03"  # the last day: pinned, so a re-run on another day measures the same days
+SHOCK_DAY = "2026-11-24"  # the 4th of the default holdout's 10 days (2026-11-19..2026-12-03)
 SHOCK = [f"data_fetch.synthetic.shock_dates=[{SHOCK_DAY}]", "data_fetch.synthetic.shock_size=4.0",
          "data_fetch.synthetic.shock_strike_width=2.0"]  # fmt: skip
 
@@ -108,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--date", default=END, help=f"the last trading day (default {END})")
     parser.add_argument("--overrides", nargs="*", default=[])
     parser.add_argument(
         "--shock",
@@ -116,7 +118,7 @@ def main() -> None:
         "holdout day): variance x4 with a gap down, strikes listed twice as wide",
     )
     args = parser.parse_args()
-    overrides, tag = list(args.overrides), ""
+    overrides, tag = [f"date={args.date}", *args.overrides], ""
     if args.shock:
         overrides += SHOCK
         tag = "_shock"
