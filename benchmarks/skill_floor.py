@@ -15,6 +15,11 @@ fetch → validate → feature_engineer, scored on the monitor's rows):
   market alone causes.
 - `yesterday_true`: yesterday's true IV of the same contract (a perfect fit of yesterday's
   market, no forecast): what a model that only denoises yesterday could reach.
+- `knowable`: the IV of the smile the market's own dynamics forecast at the close from what is
+  known then without today's option quotes (`pipeline.market.synthetic.knowable_truth`: the
+  previous close's hidden variance, today's return; the part of the day's vol shock the return
+  does not reveal averages out). A model that knew the generator's equations and hidden state
+  would score about this; its change says how much of the skill change a model could avoid.
 
 For each scenario: the mean daily ratio before the change and over the 20 days after it, and its
 change (the replay goal's measure). Writes benchmarks/results/skill_floor.json and prints a
@@ -38,13 +43,13 @@ from omegaconf import open_dict
 from monitoring.replay import POST_SHOCK_DAYS, period, replay_config
 from pipeline.config import CONFIG_DIR, register_configs
 from pipeline.market.calendar import shift_trading_days
-from pipeline.market.synthetic import generate_chain, symbols_of
+from pipeline.market.synthetic import generate_chain, knowable_truth, symbols_of
 from pipeline.market_state import informative
 from pipeline.runtime import tracking_to
 
 RESULTS = Path(__file__).parent / "results" / "skill_floor.json"
 DEFAULT_SCENARIOS = ("variance_x2", "variance_x4", "crush", "skew", "strikes_wide", "shock_early")
-PREDICTORS = ("floor", "yesterday_true")
+PREDICTORS = ("floor", "yesterday_true", "knowable")
 
 
 def scenario_config(name: str, seed: int, root: Path):
@@ -65,15 +70,20 @@ def scenario_config(name: str, seed: int, root: Path):
     return cfg, days, days[shock - 1]
 
 
-def truth(cfg, day: dt.date) -> pd.DataFrame:
-    """The synthetic market's true IV of every contract listed on `day` (by OCC symbol)."""
+def truth(cfg, day: dt.date, knowable: bool = False) -> pd.Series:
+    """The synthetic market's true IV of every contract listed on `day` (by OCC symbol), or,
+    `knowable`, the IV forecast at the close without the quotes (knowable_truth)."""
     synthetic = cfg.data_fetch.synthetic
-    frames = [generate_chain(s, day, synthetic, cfg.market)[1] for s in symbols_of(synthetic)]
+    frames = [knowable_truth(s, day, synthetic, cfg.market) if knowable
+              else generate_chain(s, day, synthetic, cfg.market)[1]
+              for s in symbols_of(synthetic)]  # fmt: skip
     out = pd.concat(frames, ignore_index=True)[["option", "true_iv"]]
     return out.drop_duplicates("option").set_index("option")["true_iv"]
 
 
-def day_ratios(frame: pd.DataFrame, today: pd.Series, yesterday: pd.Series) -> dict[str, float]:
+def day_ratios(
+    frame: pd.DataFrame, today: pd.Series, yesterday: pd.Series, knowable: pd.Series
+) -> dict[str, float]:
     """Each predictor's RMSE / the previous-day-IV baseline's on the monitor's rows of one day."""
     iv, prev = frame["iv"].to_numpy(float), frame["prev_iv"].to_numpy(float)
     keep = informative(frame) & np.isfinite(iv) & np.isfinite(prev)
@@ -81,7 +91,8 @@ def day_ratios(frame: pd.DataFrame, today: pd.Series, yesterday: pd.Series) -> d
     y = rows["iv"].to_numpy(float)
     base = float(np.sqrt(np.mean((rows["prev_iv"].to_numpy(float) - y) ** 2)))
     preds = {"floor": today.reindex(rows["option"]).to_numpy(float),
-             "yesterday_true": yesterday.reindex(rows["option"]).to_numpy(float)}  # fmt: skip
+             "yesterday_true": yesterday.reindex(rows["option"]).to_numpy(float),
+             "knowable": knowable.reindex(rows["option"]).to_numpy(float)}  # fmt: skip
     out = {"rows": int(len(rows)), "baseline_rmse": base}
     for name, pred in preds.items():
         ok = np.isfinite(pred)
@@ -105,8 +116,9 @@ def measure(name: str, seed: int, scratch: Path) -> dict:
         today = truth(cfg, day)
         if prior is None:
             prior = truth(cfg, shift_trading_days(day, -1))
-        records.append({"day": i, "date": str(day)}
-                       | day_ratios(pd.read_parquet(path), today, prior))  # fmt: skip
+        frame = pd.read_parquet(path)
+        ratios = day_ratios(frame, today, prior, truth(cfg, day, knowable=True))
+        records.append({"day": i, "date": str(day)} | ratios)
         prior = today
     # the replay's windows: calm = the days before the change, after = the 20 days after it
     calm = [r for r in records if r["day"] < shock]
@@ -122,7 +134,8 @@ def measure(name: str, seed: int, scratch: Path) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| scenario | baseline RMSE before → after | floor (true IV today) before → after "
-             "| yesterday's true IV before → after |", "|---|---|---|---|"]  # fmt: skip
+             "| yesterday's true IV before → after | knowable at the close before → after |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         cells = [f"{r[k]['before']:.4f} → {r[k]['after']:.4f} ({r[k]['change']:+.1%})"
                  for k in ("baseline_rmse", *PREDICTORS)]  # fmt: skip

@@ -58,6 +58,7 @@ from pipeline.market.synthetic_path import (
     PathSpec,
     day_rng,
     get_path,
+    knowable_variance,
     path_frame,
     regime_factor,
     smile_state,
@@ -183,6 +184,24 @@ def generate_chain(symbol: str, date, cfg, market) -> tuple[dict, pd.DataFrame]:
     """One underlying's Cboe payload on `date` and its ground truth (see the module docstring)."""
     payload, chain, m = _generate(symbol, date, cfg, market)
     return payload, _truth(chain, m)
+
+
+def knowable_truth(symbol: str, date, cfg, market) -> pd.DataFrame:
+    """`generate_chain`'s ground truth with true_iv replaced by the IV of the smile that was
+    knowable at the close without the option quotes (`knowable_variance`: the day's return
+    reveals part of the vol shock, the rest averages out); every other column as it is."""
+    spec, path, i, m = _day(symbol, date, cfg, market)
+    truth = generate_chain(symbol, date, cfg, market)[1]
+    variance = list(path.var)
+    variance[i] = knowable_variance(spec, path, i)
+    seen = Path(dates=path.dates, spot=path.spot, var=variance, rv=path.rv)
+    smile = _smile(spec, seen, i, cfg, m.rate - m.dividend_yield)
+    priced = np.isfinite(truth["true_iv"].to_numpy(float))  # not the expired bad rows
+    iv = np.full(len(truth), np.nan)
+    iv[priced] = smile.strike_vol(truth["strike"].to_numpy(float)[priced],
+                                  truth["forward"].to_numpy(float)[priced],
+                                  truth["t"].to_numpy(float)[priced])  # fmt: skip
+    return truth.assign(true_iv=iv)
 
 
 def generate_payload(symbol: str, date, cfg, market) -> dict:

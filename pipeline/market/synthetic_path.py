@@ -192,6 +192,27 @@ def _append_day(spec: PathSpec, path: Path, day: dt.date, shocks: set[dt.date]) 
         getattr(path, name).append(value)
 
 
+def knowable_variance(spec: PathSpec, path: Path, i: int) -> float:
+    """Day `i`'s close variance as far as it is known at that close without the option quotes:
+    from the close before (its variance, spot) and day i's own return, E[√v_i]². The return
+    reveals the vol shock's leverage part (E[z_v | shock] = ρ·shock); the rest, a share 1 − ρ²
+    of its variance, averages out. benchmarks.skill_floor scores the smile of this variance: what
+    a model knowing the market's dynamics could forecast. The origin, a shock day (its variance
+    jump is a regime change) and a jump-diffusion path (not modelled here) get the true variance."""
+    day = path.dates[i]
+    if i == 0 or day in _shock_days(spec) or spec.jump_intensity > 0.0:
+        return path.var[i]
+    kappa, xi, rho = spec.mean_reversion, spec.vol_of_vol, spec.leverage
+    prev_var = path.var[i - 1]
+    ln_prev = math.log(prev_var)
+    target = math.log(spec.vol**2) - xi * xi / (4.0 * kappa)
+    ret = math.log(path.spot[i] / path.spot[i - 1])
+    shock = (ret - (DRIFT - 0.5 * prev_var) * DT) / math.sqrt(prev_var * DT)
+    mean = ln_prev + kappa * (target - ln_prev) * DT + xi * math.sqrt(DT) * rho * shock
+    hidden = xi * xi * DT * (1.0 - rho * rho)  # variance of ln v the return does not reveal
+    return math.exp(mean + hidden / 4.0)  # (E[√v])² = exp(mean + hidden/4) for a lognormal v
+
+
 def get_path(spec: PathSpec, end: dt.date) -> Path:
     """The cached path for `spec`, extended (never recomputed) through trading day `end`."""
     with _LOCK:
