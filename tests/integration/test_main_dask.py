@@ -1,7 +1,8 @@
 """main.executor=dask on a real LocalCluster (2 worker processes, 1 thread each): the same files
 as the local executor, every run nested under main's, feature_engineer by shards of underlyings
-giving the local path's feature frames and states exactly and reusing checkpoints as it does, a
-failing day halts main at that day, and a SIGKILLed main leaves no Dask worker running."""
+giving the local path's feature frames and states exactly and reusing checkpoints as it does,
+workers that allocate memory as main's process does, a failing day halts main at that day, and a
+SIGKILLed main leaves no Dask worker running."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline.artifacts import Artifacts, read_frame
+from pipeline.dask_executor import client_for
 from pipeline.errors import DataError
 from pipeline.main import run_pipeline
 from pipeline.market_state import MarketState
@@ -115,6 +117,16 @@ def test_features_by_shards_on_dask_are_the_local_paths_exactly(tmp_path, restor
         *((d, "skipped") for d in DAYS[2:]),
     ]
     assert _data_files(tmp_path / "dask") == _data_files(tmp_path / "local")
+
+
+def _allocation_environ() -> tuple[str | None, str | None]:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_local_cluster_workers_allocate_as_mains_process_does():
+    # distributed's default MALLOC_TRIM_THRESHOLD_ doubles a day's feature time in a worker
+    with client_for(compose_config(["main.workers=1"]).main) as client:
+        assert set(client.run(_allocation_environ).values()) == {(None, "1")}
 
 
 def test_a_failing_day_on_dask_halts_main_at_that_day(tmp_path, restore_tracking):
