@@ -70,6 +70,7 @@ def assign(assignment: Mapping[str, int], names: Iterable[str], shards: int) -> 
 
 
 def members(assignment: Mapping[str, int], shard: int) -> set[str]:
+    """The underlyings of `shard`."""
     return {name for name, k in assignment.items() if k == shard}
 
 
@@ -128,14 +129,8 @@ def publish(cfg: DictConfig, day: dt.date, shard_days: Sequence[ShardDay]) -> Ta
     if all(p is not None for p in parts):
         whole, note = merged(parts), f"features and state computed by {len(parts)} shards"
     else:
-        whole, note = (
-            None,
-            "computed whole, not by shards: "
-            + "; ".join(
-                f"shard {k}: {s.why or 'its checkpoint held when it started'}"
-                for k, s in enumerate(shard_days)
-                if s.computed is None
-            ),
-        )
+        missing = [f"shard {k}: {s.why or 'its checkpoint held when it started'}"
+                   for k, s in enumerate(shard_days) if s.computed is None]  # fmt: skip
+        whole, note = None, "computed whole, not by shards: " + "; ".join(missing)
     with feature_engineer.computed_elsewhere(whole, note):
         return execute(SPEC, cfg, day, record_skip=False)
