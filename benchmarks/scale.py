@@ -1,15 +1,16 @@
 """How main's cost grows with the universe: the synthetic market at 8, 64 (and 256) underlyings
 (`data_fetch.synthetic.n_underlyings`) × N trading days, the local executor (every task in
 main's process, in date order) against the Dask one (a LocalCluster of `main.workers`
-single-threaded workers), in the same run, each `python -m pipeline.main` in a scratch root
-with its own MLflow store.
+single-threaded workers; feature_engineer in `main.shards` shards, default as many as workers),
+in the same run, each `python -m pipeline.main` in a scratch root with its own MLflow store.
 
 Per run: wall time, quotes fetched (rows of the raw day files), quotes per second, and peak RSS
 per process (VmHWM of main and of each process under it, sampled every 0.1 s while it runs).
 By default the daily tasks only (fetch → validate → features: what the executor changes);
 `--tasks all` adds training, evaluation, the gate and the report.
 
-    uv run python -m benchmarks.scale [--sizes 8 64] [--days 5] [--workers 2] [--tasks data|all]
+    uv run python -m benchmarks.scale [--sizes 8 64] [--days 5] [--workers 2] [--shards N]
+                                      [--tasks data|all]
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def measure(n: int, executor: str, args) -> dict:
             f"main.end_date={args.end_date}",
             f"main.executor={executor}",
             f"main.workers={args.workers}",
+            *([f"main.shards={args.shards}"] if args.shards is not None else []),
             "model_deploy.service_url=http://127.0.0.1:9",  # no service: nothing is rolled out
             *([DATA_TASKS] if args.tasks == "data" else []),
         ]
@@ -126,6 +128,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--days", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--shards", type=int, default=None, help="main.shards (default: the workers)")
     ap.add_argument("--end-date", default="2026-11-20")
     ap.add_argument("--tasks", choices=("data", "all"), default="data")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale.json")
@@ -140,6 +143,7 @@ def main() -> None:
         "command": "python -m benchmarks.scale " + " ".join(sys.argv[1:]),
         "tasks": args.tasks,
         "workers": args.workers,
+        "shards": args.workers if args.shards is None else args.shards,
         "runs": runs,
         "dask_speedup_vs_local": {
             str(n): round(by[n, "local"]["wall_time_s"] / by[n, "dask"]["wall_time_s"], 2)

@@ -136,8 +136,13 @@ def read_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     raise ValueError(f"unsupported table suffix {path.suffix!r} for {path.name}")
 
 
+def json_text(obj: Any) -> str:
+    """`obj` as the text `write_json` writes."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json(obj: Any, target: Path) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    text = json_text(obj)
     return _write_with(Path(target), lambda p: p.write_text(text))
 
 

@@ -329,6 +329,7 @@ class MainConfig:
     workers: int = MISSING  # executor=dask: a LocalCluster's worker processes (local: unused)
     executor: str = MISSING  # local (all in this process, in date order) | dask (dask_executor)
     dask_scheduler: str | None = MISSING  # executor=dask: a scheduler address; None = LocalCluster
+    shards: int | None = MISSING  # executor=dask: feature_engineer's shards; None = workers
 
 
 @dataclass

@@ -10,13 +10,28 @@ from the state that day's feature_engineer published, exactly as the pricing ser
 Then the day's own state is fitted and published: `data/state/market_state_YYYYMMDD.json`.
 The same-day IV is only ever the target: every feature is known before today's option mids.
 The feature code itself is pure and lives in pipeline.features (the model ships it); this module
-is the task around it: reading, writing, publishing the state, logging. Realised vols read the spot history from data_validate's small per-day spot summaries
+is the task around it: reading, writing, publishing the state, logging. Realised vols read the
+spot history from data_validate's small per-day spot summaries
 (`data/processed/spots_YYYYMMDD.<ext>`), or a day's validated quotes where no summary exists.
+
+The task in two halves, which main's Dask executor also runs apart (pipeline.feature_shards: per
+shard of underlyings in workers, then the day's publication):
+
+    day_features(ctx, inputs, previous, source, underlyings=None) -> DayFeatures   (compute)
+    publish(ctx, day)                   (write the features, the state, the stats; log, metrics)
+
+`run` does both for the whole day, unless the day's DayFeatures were computed elsewhere
+(`computed_elsewhere`): then it only publishes them. Either way the task is the same SPEC, with
+the same checkpoint, MLflow run and files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -54,13 +69,19 @@ def previous_state_store(ctx: TaskContext) -> StateStore:
     return StateStore(ctx.artifacts.state_dir, int(ctx.task_cfg.previous_day_lookback))
 
 
-def _previous_state(ctx: TaskContext) -> tuple[MarketState | None, str]:
-    """(the state of the last trading day before the date, or None; what was found, in words)."""
+def previous_state(ctx: TaskContext) -> tuple[MarketState | None, str]:
+    """(the published state of the last trading day before the date, or None; what was found,
+    in words)."""
     try:
         state = previous_state_store(ctx).lookup(ctx.date)
     except StateUnavailable as exc:
         return None, str(exc)
-    return state, f"market state of {state.as_of}"
+    return state, state_source(state)
+
+
+def state_source(state: MarketState) -> str:
+    """Where a day's state features came from, in words (the task log's line)."""
+    return f"market state of {state.as_of}"
 
 
 def _previous_state_path(ctx: TaskContext) -> list[Path]:
@@ -73,8 +94,29 @@ def _previous_state_path(ctx: TaskContext) -> list[Path]:
     return []
 
 
-def run(ctx: TaskContext) -> None:
-    cfg = ctx.task_cfg
+@dataclass(frozen=True)
+class DayInputs:
+    """What a day's features are built from: its validated quotes and the spot history."""
+
+    quotes: pd.DataFrame
+    spots: pd.DataFrame  # (quote_date, underlying, spot, date): the history days' and today's
+    history_days: int  # history days found
+
+
+@dataclass(frozen=True)
+class DayFeatures:
+    """A day's feature table and market state (of some of its underlyings: a shard's), with
+    what the task logs about how they were made."""
+
+    features: pd.DataFrame
+    state: MarketState
+    rows_in: int  # the day's validated quotes (all of them, for a shard too)
+    history_days: int
+    source: str  # where the state features came from, in words (`state_source`)
+
+
+def read_inputs(ctx: TaskContext) -> DayInputs:
+    """The day's validated quotes and spot history (DataError: no validated quotes)."""
     source = ctx.artifacts.validated_quotes(ctx.date)
     if not source.exists():
         raise DataError(
@@ -89,8 +131,61 @@ def run(ctx: TaskContext) -> None:
     # `realised_vols` takes one spot per day and underlying: today's, summarised like the history
     spots = pd.concat([read_spots(history), spot_summary(quotes)], ignore_index=True)
     spots = spots.assign(date=pd.to_datetime(spots["quote_date"]).dt.normalize())
-    previous, found = _previous_state(ctx)
-    feats, state = build_features(quotes, spots, previous, ctx.date, ctx.cfg.market, cfg)
+    return DayInputs(quotes, spots, len(history))
+
+
+def day_features(
+    ctx: TaskContext,
+    inputs: DayInputs,
+    previous: MarketState | None,
+    source: str,
+    underlyings: Collection[str] | None = None,
+) -> DayFeatures:
+    """The day's features and state built on the `previous` day's state (build_features), of
+    the `underlyings` only when given: their quotes' features, and the state's per-underlying
+    tables restricted to them (realised vols are worked out on the whole spot history, so that
+    each is what the whole day gives it)."""
+    quotes = inputs.quotes
+    if underlyings is not None:
+        quotes = quotes[quotes["underlying"].isin(underlyings)]
+    feats, state = build_features(quotes, inputs.spots, previous, ctx.date, ctx.cfg.market,
+                                  ctx.task_cfg)  # fmt: skip
+    if underlyings is not None:
+        realised = state.realised[state.realised["underlying"].isin(underlyings)]
+        state = replace(state, realised=realised.reset_index(drop=True))
+    return DayFeatures(feats, state, len(inputs.quotes), inputs.history_days, source)
+
+
+_ELSEWHERE: ContextVar[tuple[DayFeatures | None, str]] = ContextVar(
+    "feature_engineer_elsewhere", default=(None, "")
+)
+
+
+@contextmanager
+def computed_elsewhere(day: DayFeatures | None, note: str) -> Iterator[None]:
+    """Inside the block, `run` for the date of `day`'s state publishes `day` instead of
+    computing it (None: it computes as usual), and logs `note` (how `day` was computed, or why
+    `run` computes the day)."""
+    token = _ELSEWHERE.set((day, note))
+    try:
+        yield
+    finally:
+        _ELSEWHERE.reset(token)
+
+
+def run(ctx: TaskContext) -> None:
+    day, note = _ELSEWHERE.get()
+    if note:
+        ctx.log.info("%s", note)
+    if day is None or day.state.as_of != ctx.date:
+        previous, source = previous_state(ctx)
+        day = day_features(ctx, read_inputs(ctx), previous, source)
+    publish(ctx, day)
+
+
+def publish(ctx: TaskContext, day: DayFeatures) -> None:
+    """Write the day's features, state and feature stats; log and record the figures."""
+    feats, state = day.features, day.state
     write_frame(feats, ctx.artifacts.features(ctx.date))
     ctx.reports.append(state.save(ctx.artifacts.market_state(ctx.date)))
     stats = distribution_stats(feats)
@@ -104,8 +199,8 @@ def run(ctx: TaskContext) -> None:
         "features created: %d rows x %d columns; history days %d; state features from: %s",
         len(feats),
         feats.shape[1],
-        len(history),
-        found,
+        day.history_days,
+        day.source,
     )
     classes = feats.loc[feats["iv_reliable"].astype(bool), "moneyness_class"].value_counts()
     ctx.log.info("reliable quotes by moneyness: %s; informative (OTM+ATM) %d",
@@ -131,7 +226,7 @@ def run(ctx: TaskContext) -> None:
         )
         ctx.metric(f"{col}.mean", s["mean"])
         ctx.metric(f"{col}.null_rate", s["null_rate"])
-    ctx.metric("rows_in", len(quotes))
+    ctx.metric("rows_in", day.rows_in)
     ctx.metric("rows_out", len(feats))
     ctx.metric("iv_reliable_share", float(feats["iv_reliable"].mean()))
 

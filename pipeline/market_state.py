@@ -32,8 +32,8 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -168,7 +168,6 @@ class MarketState:
     ) -> MarketState:
         """Day `as_of`'s state from its feature table (quotes, IVs, spots), its realised vols
         (one row per underlying) and the `market` conventions."""
-        spots = features.groupby("underlying", sort=True)["spot"].first().astype(float)
         smiles, fallbacks = fit_day_smiles(features)
         return cls(
             as_of=as_of,
@@ -176,11 +175,32 @@ class MarketState:
             default_dividend_yield=float(market.default_dividend_yield),
             dividend_yields={str(k): float(v) for k, v in dict(market.dividend_yields).items()},
             realised=realised.reset_index(drop=True),
-            spots=spots,
+            spots=_closes(features),
             surfaces=fit_surfaces(features),
             smiles=smiles,
             contract_ivs=contract_ivs(features),
             fallbacks=tuple(_plain(f) for f in fallbacks),
+        )
+
+    @classmethod
+    def merged(cls, parts: Sequence[MarketState], features: pd.DataFrame) -> MarketState:
+        """One day's state from `parts`, the states `from_day` built on disjoint sets of its
+        underlyings (pipeline.feature_shards), and the day's whole feature table: the state
+        `from_day` builds on the whole day. Realised vols, surfaces, smiles and fallbacks list
+        underlyings in sorted order (smiles and fallbacks then by expiry), each underlying's
+        rows coming from one part: a stable sort by underlying of the parts' rows gives the
+        whole day's. Closes and contract IVs (in feature row order) are read off `features`."""
+        first = parts[0]
+        return replace(
+            first,
+            realised=_by_underlying([p.realised for p in parts]),
+            spots=_closes(features),
+            surfaces=_by_underlying([p.surfaces for p in parts]),
+            smiles=_by_underlying([p.smiles for p in parts]),
+            contract_ivs=contract_ivs(features),
+            fallbacks=tuple(
+                sorted((f for p in parts for f in p.fallbacks), key=lambda f: f["underlying"])
+            ),  # fmt: skip
         )
 
     @property
@@ -246,6 +266,27 @@ class MarketState:
         path = Path(path)
         return cls.from_dict(json.loads(path.read_text()), str(path.name))
 
+    def as_read(self) -> MarketState:
+        """This state as `load` reads it from the file `save` writes (column order, types and
+        NaNs as there), without the file."""
+        from pipeline.artifacts import json_text
+
+        return MarketState.from_dict(json.loads(json_text(self.to_dict())))
+
+
+def _closes(features: pd.DataFrame) -> pd.Series:
+    """Per underlying (sorted), its spot in a day's feature table."""
+    return features.groupby("underlying", sort=True)["spot"].first().astype(float)
+
+
+def _by_underlying(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per-underlying tables of disjoint underlyings, each in underlying order, as one table in
+    underlying order (`MarketState.merged`). Empty tables are left out: their column types
+    (object where `from_day` found nothing to fit) would change the others'."""
+    filled = [f for f in frames if len(f)] or list(frames[:1])
+    merged = pd.concat(filled, ignore_index=True)
+    return merged.sort_values("underlying", kind="stable", ignore_index=True)
+
 
 def _underlyings(state: MarketState) -> frozenset[str]:
     fitted = set(state.surfaces["underlying"]) | set(state.smiles["underlying"])
@@ -303,6 +344,8 @@ def _frame(
             df[c] = pd.Series(dtype=object if c in text else float)
     numeric = [c for c in df.columns if c not in text and c != "expiry"]
     df[numeric] = df[numeric].astype(float)  # null → NaN
+    present = [c for c in df.columns if c in text]
+    df[present] = df[present].astype(object)  # an empty column is read as float
     # the written order (JSON keys are sorted): required columns first, rv_* by window
     rest = sorted((c for c in df.columns if c not in required),
                   key=lambda c: (len(c), c))  # fmt: skip

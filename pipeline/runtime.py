@@ -534,9 +534,21 @@ def _checkpoint(
     return inputs, upstream, key, manifest_path, reused
 
 
-def _execute(spec: TaskSpec, cfg: DictConfig, date: dt.date, *, record_skip: bool) -> TaskOutcome:
+def task_context(spec: TaskSpec, cfg: DictConfig, date: dt.date) -> TaskContext:
+    """The context `execute` gives the task's body for `date`."""
     artifacts = Artifacts(cfg.paths, cfg.data_format)
-    ctx = TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))
+    return TaskContext(spec.name, cfg, date, artifacts, logging.getLogger(f"pipeline.{spec.name}"))
+
+
+def reusable(spec: TaskSpec, cfg: DictConfig, date: dt.date) -> bool:
+    """Whether `execute(spec, cfg, date)` would reuse the recorded outputs (the checkpoint
+    holds) as the files stand now. Nothing is run, logged or recorded."""
+    return _checkpoint(spec, task_context(spec, cfg, date), task_params(spec, cfg))[-1] is not None
+
+
+def _execute(spec: TaskSpec, cfg: DictConfig, date: dt.date, *, record_skip: bool) -> TaskOutcome:
+    ctx = task_context(spec, cfg, date)
+    artifacts = ctx.artifacts
     params = task_params(spec, cfg)
     with _TaskLog(artifacts.task_log(spec.log_name or spec.name, date)) as tlog:
         ctx.log.info("start %s for %s", spec.name, date)

@@ -19,11 +19,13 @@ The second condition caps the ATM curvature; very curved long-dated smiles (SABR
 above ~1 at T >= 1) are fitted with the bound active, not matched.
 
 Fit (:func:`fit_smiles`): per slice, least squares in implied vol weighted by `weight`, on the
-informative (OTM/ATM) quotes, else on all quotes, else no slice. All slices of a day are solved
-together by one vectorised Levenberg-Marquardt with analytic Jacobians, warm-started from a
-closed-form guess (a quadratic in k matched to SSVI's expansion at the money). A slice that does
-not converge within _MAX_ITER iterations becomes a flat smile (rho = 0, psi <= 1e-3) at its
-weighted mean total variance; parameters are never NaN.
+informative (OTM/ATM) quotes, else on all quotes, else no slice. The slices of a day are solved
+together, in a few batches of equal padded width (a slice's own count rounded up to a power of
+two, so that a slice's fit never depends on the other slices: `_fit_by_width`), by a
+vectorised Levenberg-Marquardt with analytic Jacobians, warm-started from a closed-form guess (a
+quadratic in k matched to SSVI's expansion at the money). A slice that does not converge
+within _MAX_ITER iterations becomes a flat smile (rho = 0, psi <= 1e-3) at its weighted mean
+total variance; parameters are never NaN.
 
 Evaluation (:func:`smile_iv`, :func:`atm_vol_and_skew`), sticky-moneyness: at a slice's expiry,
 the slice's vol at k, sqrt(w(k)/t_slice); strictly between two slices, total variance linear in
@@ -201,13 +203,49 @@ def _empty_slices() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, float)) for c in SLICE_COLUMNS})
 
 
-def _pad(batch, n, *columns):
-    """Rows grouped by batch id (0..n-1) into zero-padded [n, max count] arrays, and the counts."""
+def _padded_width(counts: np.ndarray) -> np.ndarray:
+    """The padded row length of slices of `counts` quotes: the next power of two, at least 8."""
+    return np.maximum(8, 2 ** np.ceil(np.log2(np.maximum(counts, 1)))).astype(int)
+
+
+def _fit_by_width(batch, n, k, iv, wt, t):
+    """Slices 0..n-1 (rows `batch`) fitted in groups of equal padded width (`_padded_width` of
+    their own quote count): per slice (t, theta, rho, psi, k_min, k_max, count, rmse, ok).
+
+    A slice's arithmetic (row sums over its padded row, the LM steps) then depends on its own
+    quotes only, not on which other slices are fitted with it: fitting a subset of a day's
+    underlyings (pipeline.feature_shards) gives bit-for-bit the slices of fitting the whole day.
+    Padding every slice to the day's longest, as one batch, would not: the row sums' rounding
+    depends on the row length. Powers of two also waste less padding than the longest."""
+    counts = np.bincount(batch, minlength=n)
+    widths = _padded_width(counts)
+    out = np.empty((9, n))
+    for width in np.unique(widths):
+        members = np.flatnonzero(widths == width)
+        local = np.full(n, -1)
+        local[members] = np.arange(members.size)
+        rows = np.flatnonzero(local[batch] >= 0)
+        (kk, vv, ww, tt), cnt = _pad(
+            local[batch[rows]], members.size, k[rows], iv[rows], wt[rows], t[rows], width=width
+        )
+        ww /= ww.sum(1, keepdims=True) / cnt[:, None]  # mean weight 1: better conditioned
+        ts = tt.sum(1) / cnt
+        theta, rho, psi, rmse, ok = _fit_padded(kk, vv, ww, ts)
+        masked = np.where(ww > 0, kk, np.nan)
+        k_min, k_max = np.nanmin(masked, 1), np.nanmax(masked, 1)
+        out[:, members] = (ts, theta, rho, psi, k_min, k_max, cnt, rmse, ok)
+    ts, theta, rho, psi, k_min, k_max, cnt, rmse, ok = out
+    return ts, theta, rho, psi, k_min, k_max, cnt.astype(int), rmse, ok.astype(bool)
+
+
+def _pad(batch, n, *columns, width=None):
+    """Rows grouped by batch id (0..n-1) into zero-padded [n, width] arrays (width: at least
+    the largest count; default that count), and the counts."""
     order = np.argsort(batch, kind="stable")
     b = batch[order]
     counts = np.bincount(b, minlength=n)
     pos = np.arange(b.size) - (np.cumsum(counts) - counts)[b]
-    padded = [np.zeros((n, counts.max())) for _ in columns]
+    padded = [np.zeros((n, counts.max() if width is None else width)) for _ in columns]
     for out, col in zip(padded, columns, strict=True):
         out[b, pos] = col[order]
     return padded, counts
@@ -252,14 +290,8 @@ def fit_smiles(frame: pd.DataFrame, min_quotes: int = 5) -> tuple[pd.DataFrame, 
     if fitted.size:
         batch = np.full(len(index), -1)
         batch[fitted] = np.arange(fitted.size)
-        (kk, vv, ww, tt), counts = _pad(
-            batch[group[sel]], fitted.size, k[sel], iv[sel], wt[sel], t[sel]
-        )
-        ww /= ww.sum(1, keepdims=True) / counts[:, None]  # mean weight 1: better conditioned
-        ts = tt.sum(1) / counts
-        theta, rho, psi, rmse, ok = _fit_padded(kk, vv, ww, ts)
-        masked = np.where(ww > 0, kk, np.nan)
-        k_min, k_max = np.nanmin(masked, 1), np.nanmax(masked, 1)
+        fits = _fit_by_width(batch[group[sel]], fitted.size, k[sel], iv[sel], wt[sel], t[sel])
+        ts, theta, rho, psi, k_min, k_max, counts, rmse, ok = fits
         for i, g in enumerate(fitted):
             source = ("informative" if use_inf[g] else "all") if ok[i] else "flat"
             if not ok[i]:

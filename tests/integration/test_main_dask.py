@@ -1,6 +1,8 @@
 """main.executor=dask on a real LocalCluster (2 worker processes, 1 thread each): the same files
-as the local executor, every run nested under main's, a failing day halts main at that day, and
-a SIGKILLed main leaves no Dask worker running."""
+as the local executor, every run nested under main's, feature_engineer by shards of underlyings
+giving the local path's feature frames and states exactly and reusing checkpoints as it does,
+workers that allocate memory as main's process does, a failing day halts main at that day, and a
+SIGKILLed main leaves no Dask worker running."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import pandas as pd
 import pytest
 
 from pipeline.artifacts import Artifacts, read_frame
+from pipeline.dask_executor import client_for
 from pipeline.errors import DataError
 from pipeline.main import run_pipeline
+from pipeline.market_state import MarketState
 from pipeline.runtime import PID_TAG, configure_tracking
 from tests.conftest import compose_config
 from tests.integration.test_main_killed import (
@@ -26,9 +30,13 @@ from tests.integration.test_main_killed import (
     wait_until,
 )
 from tests.integration.test_main_local import DAYS, _cfg, _data_files, _second_day_missing
+from tests.unit.pipeline.test_feature_shards import assert_same_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DASK = ("main.executor=dask", "main.workers=2")
+# five underlyings of the synthetic market, short-dated: two shards of 3 and 2
+FIVE = ["data_fetch.symbols=[SPY,QQQ,IWM,_SPX,_RUT]", "data_fetch.synthetic.max_expiry_years=0.5",
+        "data_fetch.synthetic.strike_std_devs=2.5"]  # fmt: skip
 
 
 def _run(cfg):
@@ -65,6 +73,60 @@ def test_dask_writes_what_the_local_executor_writes(tmp_path, restore_tracking):
 
     again, _ = _run(dask_cfg)  # a re-run reuses every step
     assert {o.status for o in again} == {"skipped"}
+
+
+def _feature_runs(runs) -> dict:
+    return {r.data.tags["pipeline.date"]: r for r in runs
+            if r.data.tags["pipeline.task"] == "feature_engineer"}  # fmt: skip
+
+
+def test_features_by_shards_on_dask_are_the_local_paths_exactly(tmp_path, restore_tracking):
+    local_cfg = _cfg(tmp_path / "local", market=FIVE)
+    dask_cfg = _cfg(tmp_path / "dask", *DASK, "main.shards=2", market=FIVE)
+    _, local_runs = _run(local_cfg)
+    outcomes, runs = _run(dask_cfg)  # each root has its own MLflow store
+
+    local, dask = (Artifacts(c.paths, c.data_format) for c in (local_cfg, dask_cfg))
+    assert _data_files(tmp_path / "dask") == _data_files(tmp_path / "local")
+    local_fe, dask_fe = _feature_runs(local_runs), _feature_runs(runs)
+    for day in DAYS:
+        pd.testing.assert_frame_equal(
+            read_frame(dask.features(day)), read_frame(local.features(day)), check_exact=True
+        )
+        assert_same_state(
+            MarketState.load(dask.market_state(day)), MarketState.load(local.market_state(day))
+        )
+        # built by the shards, published as feature_engineer with the same params and figures
+        log = dask.task_log("feature_engineer", day).read_text()
+        assert "features and state computed by 2 shards" in log
+        got, want = dask_fe[str(day)].data, local_fe[str(day)].data
+        assert got.params == want.params
+        del got.metrics["duration_s"], want.metrics["duration_s"]
+        assert got.metrics == pytest.approx(want.metrics, rel=0, abs=0, nan_ok=True)
+    assert {o.status for o in outcomes} == {"succeeded"}
+
+    again, _ = _run(dask_cfg)  # a re-run reuses every day, as the local path does
+    assert {o.status for o in again} == {"skipped"}
+    # one day's features lost: that day runs again; the next one, whose inputs come back
+    # byte for byte, is reused (computed ahead by its shards, then dropped at its publication)
+    dask.features(DAYS[1]).unlink()
+    partial, _ = _run(dask_cfg)
+    assert [(o.date, o.status) for o in partial if o.task == "feature_engineer"] == [
+        (DAYS[0], "skipped"),
+        (DAYS[1], "succeeded"),
+        *((d, "skipped") for d in DAYS[2:]),
+    ]
+    assert _data_files(tmp_path / "dask") == _data_files(tmp_path / "local")
+
+
+def _allocation_environ() -> tuple[str | None, str | None]:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_local_cluster_workers_allocate_as_mains_process_does():
+    # distributed's default MALLOC_TRIM_THRESHOLD_ doubles a day's feature time in a worker
+    with client_for(compose_config(["main.workers=1"]).main) as client:
+        assert set(client.run(_allocation_environ).values()) == {(None, "1")}
 
 
 def test_a_failing_day_on_dask_halts_main_at_that_day(tmp_path, restore_tracking):

@@ -274,6 +274,23 @@ def test_fit_is_deterministic_and_independent_of_row_order():
     pd.testing.assert_frame_equal(a, shuffled, rtol=1e-8)
 
 
+def test_a_slices_fit_does_not_depend_on_the_other_slices_bit_for_bit():
+    # slices of 9 to 300 noisy quotes: fitted alone, or with any others, the same floats (what
+    # feature_engineer by shards of underlyings relies on: pipeline.feature_shards)
+    frames = [
+        ssvi_quotes(f"U{i}", days, 0.04 * days / 365, -0.6, 0.3, n=n, noise=0.004, seed=i)
+        for i, (days, n) in enumerate([(20, 9), (45, 31), (90, 70), (180, 130), (365, 300)])
+    ]
+    together, _ = fit_smiles(pd.concat(frames))
+    for i, frame in enumerate(frames):
+        alone, _ = fit_smiles(frame)
+        pd.testing.assert_frame_equal(alone, together.iloc[[i]].reset_index(drop=True),
+                                      check_exact=True)  # fmt: skip
+    pair, _ = fit_smiles(pd.concat([frames[0], frames[4]]))
+    pd.testing.assert_frame_equal(pair, together.iloc[[0, 4]].reset_index(drop=True),
+                                  check_exact=True)  # fmt: skip
+
+
 # --- evaluation -----------------------------------------------------------------------------
 
 
