@@ -72,7 +72,10 @@ def test_one_worker_is_bitwise_single_process(market):
     rows = holdout(market)
     assert int(local.attr("best_iteration")) > 10  # early stopping did its work: many trees
     assert booster.attributes() == local.attributes() and dask_split == split
-    assert evals == local_evals
+    # the model is bitwise the same (predictions below); the per-round eval metric is summed by
+    # XGBoost's allreduce on Dask and in one loop here: equal but for the last bit (~1e-17)
+    for fold in local_evals:
+        np.testing.assert_allclose(evals[fold]["rmse"], local_evals[fold]["rmse"], rtol=1e-12)
     features = list(cfg.features)
     assert np.array_equal(predict_iv(rows, booster, features), predict_iv(rows, local, features))
 
