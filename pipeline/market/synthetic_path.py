@@ -145,6 +145,12 @@ def jump_compensator(spec: PathSpec) -> float:
     return spec.jump_intensity * DT * math.expm1(spec.jump_mean + 0.5 * spec.jump_std**2)
 
 
+def ln_var_target(spec: PathSpec) -> float:
+    """The mean of ln v at stationarity, set so that E[v] = vol²: the level ln v reverts to."""
+    xi = spec.vol_of_vol
+    return math.log(spec.vol**2) - xi * xi / (4.0 * spec.mean_reversion)
+
+
 def _append_day(spec: PathSpec, path: Path, day: dt.date, shocks: set[dt.date]) -> None:
     z_mkt = day_rng(spec.seed, "__market__", day, 0).standard_normal(2)
     z_own = day_rng(spec.seed, spec.symbol, day, 0).standard_normal(6)
@@ -157,7 +163,7 @@ def _append_day(spec: PathSpec, path: Path, day: dt.date, shocks: set[dt.date]) 
     else:
         kappa, xi = spec.mean_reversion, spec.vol_of_vol
         prev_var, prev_spot = path.var[-1], path.spot[-1]
-        target = math.log(spec.vol**2) - xi * xi / (4.0 * kappa)  # mean of ln v at stationarity
+        target = ln_var_target(spec)
         ln_v = math.log(prev_var)
         ln_v += kappa * (target - ln_v) * DT + xi * math.sqrt(DT) * z_v
         rho = spec.leverage
@@ -205,7 +211,7 @@ def knowable_variance(spec: PathSpec, path: Path, i: int) -> float:
     kappa, xi, rho = spec.mean_reversion, spec.vol_of_vol, spec.leverage
     prev_var = path.var[i - 1]
     ln_prev = math.log(prev_var)
-    target = math.log(spec.vol**2) - xi * xi / (4.0 * kappa)
+    target = ln_var_target(spec)
     ret = math.log(path.spot[i] / path.spot[i - 1])
     shock = (ret - (DRIFT - 0.5 * prev_var) * DT) / math.sqrt(prev_var * DT)
     mean = ln_prev + kappa * (target - ln_prev) * DT + xi * math.sqrt(DT) * rho * shock
